@@ -1,0 +1,42 @@
+//! Metrics and post-hoc calibration for partial-class fine-tuning, on plain arrays of saved outputs.
+//!
+//! Every number of "Fine-Tuning is Fine, if Calibrated" is a function of logits, penultimate features and
+//! labels. This crate computes them with no deep-learning framework, so it also calibrates logits saved by
+//! PyTorch or any other tool:
+//!
+//! - Acc_{X/Z} for Y/Y, S/Y, U/Y, S/S, U/U, top-1 and top-5 ([`RankedScores::accuracy`]);
+//! - the NCM probe on features ([`NcmProbe`]);
+//! - the exact seen–unseen curve and AUSUC in O(N log N) ([`SeenUnseenCurve`]);
+//! - γ by ALG ([`alg_gamma`]), PCV's selection rule ([`pcv_gamma`]) and the oracle
+//!   ([`SeenUnseenCurve::oracle`]);
+//! - `summary.json`, Markdown/CSV tables and the curve plot ([`Summary`], [`summary_table`],
+//!   [`plot_seen_unseen`]).
+//!
+//! Inputs are `f32`; every sum is accumulated in `f64`. Among tied scores the lowest class index wins.
+
+pub mod classes;
+pub mod curve;
+mod error;
+pub mod gamma;
+pub mod io;
+pub mod ncm;
+pub mod plot;
+pub mod ranking;
+pub mod report;
+pub mod scores;
+pub mod table;
+
+pub use classes::{parse_class_list, parse_class_list_lines, ClassSplit, Group};
+pub use curve::{CurvePoint, SeenUnseenCurve};
+pub use error::EvalError;
+pub use gamma::{alg_gamma, apply_gamma, pcv_gamma, PcvChoice, PcvFold, PcvFoldChoice};
+pub use io::{read_scores, write_atomic, write_scores};
+pub use ncm::NcmProbe;
+pub use plot::{plot_seen_unseen, PlotMark};
+pub use ranking::{Accuracy, AccuracyTable, RankedScores};
+pub use report::{
+    calibrate, AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, ModelEvaluation,
+    ModelMetrics, Summary, TOP5,
+};
+pub use scores::{Matrix, Scores};
+pub use table::{summary_table, Table, TopK};

@@ -1,0 +1,1 @@
+//! The training loop, optimizers, schedules, fine-tuning methods and checkpoints (not yet written: issue 5).
