@@ -205,7 +205,10 @@ pub fn parse_class_list_lines(text: &str, path: &str) -> Result<Vec<usize>, Eval
         classes.extend(items);
     }
     if classes.is_empty() {
-        return Err(class_list_error(path, "the class list file names no class".into()));
+        return Err(class_list_error(
+            path,
+            "the class list file names no class".into(),
+        ));
     }
     Ok(classes)
 }
@@ -257,7 +260,10 @@ mod tests {
         assert_eq!(split.num_outside(), 2);
         assert_eq!(split.group(2), Group::Outside);
         assert_eq!(split.overall_candidates().len(), 3);
-        assert_eq!(split.exclude_outside().overall_candidates(), &[Group::FineTuning, Group::Absent]);
+        assert_eq!(
+            split.exclude_outside().overall_candidates(),
+            &[Group::FineTuning, Group::Absent]
+        );
     }
 
     #[test]
@@ -265,21 +271,33 @@ mod tests {
         let cases: [(Result<ClassSplit, EvalError>, &str); 6] = [
             (ClassSplit::from_absent(4, &[]), "absent classes U are empty"),
             (ClassSplit::from_absent(4, &[0, 1, 2, 3]), "names all 4 classes"),
-            (ClassSplit::from_absent(4, &[4]), "class 4 is out of range: the logits have 4 classes (0–3)"),
+            (
+                ClassSplit::from_absent(4, &[4]),
+                "class 4 is out of range: the logits have 4 classes (0–3)",
+            ),
             (ClassSplit::new(4, &[0, 1], &[1]), "class 1 is both"),
             (ClassSplit::new(4, &[0, 0], &[1]), "class 0 is listed twice"),
             (ClassSplit::new(4, &[], &[1]), "fine-tuning classes S are empty"),
         ];
         for (result, expected) in cases {
             let message = result.unwrap_err().to_string();
-            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+            assert!(
+                message.contains(expected),
+                "{message:?} should contain {expected:?}"
+            );
         }
     }
 
     #[test]
     fn class_lists_accept_single_classes_and_inclusive_ranges() {
-        assert_eq!(parse_class_list("5,6,7-9", "--absent").unwrap(), vec![5, 6, 7, 8, 9]);
-        assert_eq!(parse_class_list(" 3 , 1 - 2 ", "--absent").unwrap(), vec![3, 1, 2]);
+        assert_eq!(
+            parse_class_list("5,6,7-9", "--absent").unwrap(),
+            vec![5, 6, 7, 8, 9]
+        );
+        assert_eq!(
+            parse_class_list(" 3 , 1 - 2 ", "--absent").unwrap(),
+            vec![3, 1, 2]
+        );
     }
 
     #[test]
@@ -293,7 +311,10 @@ mod tests {
         ] {
             let message = parse_class_list(text, "--absent").unwrap_err().to_string();
             assert!(message.starts_with("--absent: "), "{message}");
-            assert!(message.contains(expected), "{message:?} should contain {expected:?}");
+            assert!(
+                message.contains(expected),
+                "{message:?} should contain {expected:?}"
+            );
         }
     }
 
@@ -301,9 +322,16 @@ mod tests {
     fn class_list_files_skip_comments_and_name_the_bad_line() {
         let text = "# absent classes\n5\n\n7-8  # a range\n";
         assert_eq!(parse_class_list_lines(text, "u.txt").unwrap(), vec![5, 7, 8]);
-        let message = parse_class_list_lines("1\n2\ntwo\n", "u.txt").unwrap_err().to_string();
-        assert!(message.starts_with("u.txt:3: `two` is not a class index"), "{message}");
-        let message = parse_class_list_lines("# nothing\n", "u.txt").unwrap_err().to_string();
+        let message = parse_class_list_lines("1\n2\ntwo\n", "u.txt")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("u.txt:3: `two` is not a class index"),
+            "{message}"
+        );
+        let message = parse_class_list_lines("# nothing\n", "u.txt")
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("names no class"), "{message}");
     }
 }

@@ -48,9 +48,10 @@ impl SeenUnseenCurve {
                 Group::Absent => u_total += 1,
                 Group::Outside => {}
             }
-            let (Some((best_unshifted, _)), Some((best_absent, _))) =
-                (ranked.best_of(row, unshifted), ranked.group_best(row, Group::Absent))
-            else {
+            let (Some((best_unshifted, _)), Some((best_absent, _))) = (
+                ranked.best_of(row, unshifted),
+                ranked.group_best(row, Group::Absent),
+            ) else {
                 continue;
             };
             let eligible = match group {
@@ -85,8 +86,14 @@ impl SeenUnseenCurve {
                 gamma,
                 gamma_low: low,
                 gamma_high: high,
-                s_y: Accuracy { correct: s_correct, total: s_total },
-                u_y: Accuracy { correct: u_correct, total: u_total },
+                s_y: Accuracy {
+                    correct: s_correct,
+                    total: s_total,
+                },
+                u_y: Accuracy {
+                    correct: u_correct,
+                    total: u_total,
+                },
                 y_y: Accuracy {
                     correct: s_correct + u_correct + outside_correct,
                     total: y_total,
@@ -227,7 +234,11 @@ mod tests {
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].s_y.correct, p[0].u_y.correct), (2, 0));
         assert_eq!((p[1].s_y.correct, p[1].u_y.correct), (0, 1));
-        assert_eq!(c.point_at(1.0).gamma, p[1].gamma, "a boundary belongs to the interval above");
+        assert_eq!(
+            c.point_at(1.0).gamma,
+            p[1].gamma,
+            "a boundary belongs to the interval above"
+        );
         assert_eq!(c.point_at(0.5).gamma, p[0].gamma);
     }
 }

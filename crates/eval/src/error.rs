@@ -24,7 +24,9 @@ pub enum EvalError {
     },
 
     /// Two arrays that describe the same samples disagree on how many there are.
-    #[error("{origin}: `{tensor}` has {found} rows but `logits` has {expected}; every tensor needs one row per sample")]
+    #[error(
+        "{origin}: `{tensor}` has {found} rows but `logits` has {expected}; every tensor needs one row per sample"
+    )]
     RowCountMismatch {
         /// Where the scores came from (a path or a description).
         origin: String,
@@ -37,7 +39,9 @@ pub enum EvalError {
     },
 
     /// A label is negative or not below the number of classes.
-    #[error("{origin}: labels[{row}] = {label} is outside 0..{num_classes} (`logits` has {num_classes} columns)")]
+    #[error(
+        "{origin}: labels[{row}] = {label} is outside 0..{num_classes} (`logits` has {num_classes} columns)"
+    )]
     LabelOutOfRange {
         /// Where the scores came from.
         origin: String,
@@ -50,7 +54,9 @@ pub enum EvalError {
     },
 
     /// A logit or feature is NaN or infinite.
-    #[error("{origin}: {tensor}[{row}, {column}] is {value}; every value must be finite (a NaN often means the model diverged)")]
+    #[error(
+        "{origin}: {tensor}[{row}, {column}] is {value}; every value must be finite (a NaN often means the model diverged)"
+    )]
     NonFinite {
         /// Where the scores came from.
         origin: String,

@@ -3,11 +3,11 @@
 //! The oracle γ\* is [`SeenUnseenCurve::oracle`]: it reads the test curve, so it is an upper bound, never a
 //! method.
 
+use crate::EvalError;
 use crate::classes::{ClassSplit, Group};
 use crate::curve::{CurvePoint, SeenUnseenCurve};
 use crate::ranking::Accuracy;
 use crate::scores::{Matrix, Scores};
-use crate::EvalError;
 
 /// ALG, the average logit gap:
 /// `γ = mean_i mean_{c ∈ S, c ≠ y_i} z_c(x_i) − mean_i mean_{c ∈ U} z_c(x_i)`, over the samples of S.
@@ -121,7 +121,10 @@ pub fn pcv_gamma(folds: &[PcvFold<'_>]) -> Result<PcvChoice, EvalError> {
         // Exact rational comparison: correct/total ≥ threshold.correct/threshold.total.
         let meets = |p: &CurvePoint| p.u_y.correct * threshold.total >= threshold.correct * p.u_y.total;
         let choice = match fold.curve.best_point(meets, |p| p.y_y.correct) {
-            Some(point) => PcvFoldChoice { point: *point, constraint_met: true },
+            Some(point) => PcvFoldChoice {
+                point: *point,
+                constraint_met: true,
+            },
             None => PcvFoldChoice {
                 point: *fold
                     .curve
@@ -138,7 +141,10 @@ pub fn pcv_gamma(folds: &[PcvFold<'_>]) -> Result<PcvChoice, EvalError> {
         choices.push(choice);
     }
     let gamma = choices.iter().map(|c| c.point.gamma).sum::<f64>() / choices.len() as f64;
-    Ok(PcvChoice { gamma, folds: choices })
+    Ok(PcvChoice {
+        gamma,
+        folds: choices,
+    })
 }
 
 #[cfg(test)]
@@ -158,7 +164,11 @@ mod tests {
         // Row 1, label 2: mean over S \ {2} = (0 + 6) / 2 = 3; mean over U = −1.
         // Row 2, label 3 (U): skipped.
         // γ = mean(3, 3) − mean(1, −1) = 3.
-        let s = scores(&[9.0, 2.0, 4.0, 1.0, 0.0, 6.0, 8.0, -1.0, 5.0, 5.0, 5.0, 5.0], 4, &[0, 2, 3]);
+        let s = scores(
+            &[9.0, 2.0, 4.0, 1.0, 0.0, 6.0, 8.0, -1.0, 5.0, 5.0, 5.0, 5.0],
+            4,
+            &[0, 2, 3],
+        );
         let split = ClassSplit::from_absent(4, &[3]).unwrap();
         assert_eq!(alg_gamma(&s, &split).unwrap(), 3.0);
     }
@@ -174,9 +184,13 @@ mod tests {
     #[test]
     fn alg_is_undefined_without_samples_of_s_or_with_one_class_in_s() {
         let s = scores(&[0.0, 1.0, 2.0], 3, &[2]);
-        let message = alg_gamma(&s, &ClassSplit::from_absent(3, &[2]).unwrap()).unwrap_err().to_string();
+        let message = alg_gamma(&s, &ClassSplit::from_absent(3, &[2]).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("no sample has a fine-tuning-class"), "{message}");
-        let message = alg_gamma(&s, &ClassSplit::from_absent(3, &[1, 2]).unwrap()).unwrap_err().to_string();
+        let message = alg_gamma(&s, &ClassSplit::from_absent(3, &[1, 2]).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("at least two fine-tuning classes"), "{message}");
     }
 
@@ -200,12 +214,18 @@ mod tests {
         // Intervals (Y/Y, U/Y): (−∞,1) 2/4, 0/2; (1,2) 1/4, 0/2; (2,3) 2/4, 1/2; (3,4) 1/4, 1/2; (4,∞) 2/4, 2/2.
         let curve = fold_curve(&[1.0, 0.0, 3.0, 0.0, 2.0, 0.0, 4.0, 0.0], 2, &[0, 0, 1, 1], &[1]);
         // Pre-trained pseudo-absent accuracy 1/2: allowed are (2,3), (3,4), (4,∞); best Y/Y 2/4 at γ 2.5 and 5.
-        let fold = PcvFold { curve: &curve, pretrained_absent: Accuracy { correct: 1, total: 2 } };
+        let fold = PcvFold {
+            curve: &curve,
+            pretrained_absent: Accuracy { correct: 1, total: 2 },
+        };
         let choice = pcv_gamma(&[fold]).unwrap();
         assert_eq!(choice.gamma, 2.5);
         assert!(choice.folds[0].constraint_met);
         // Requiring 2/2 leaves only (4,∞), γ = 5; two folds average to 3.75.
-        let strict = PcvFold { curve: &curve, pretrained_absent: Accuracy { correct: 2, total: 2 } };
+        let strict = PcvFold {
+            curve: &curve,
+            pretrained_absent: Accuracy { correct: 2, total: 2 },
+        };
         assert_eq!(pcv_gamma(&[fold, strict]).unwrap().gamma, 3.75);
     }
 
@@ -214,11 +234,17 @@ mod tests {
         // S = {0}, U = {1, 2}. The S sample has gap 2; the U sample (label 1) loses to class 2 inside U,
         // so no γ makes it right and the pre-trained 1/1 is out of reach.
         let curve = fold_curve(&[2.0, 0.0, 0.0, 1.0, 0.0, 0.5], 3, &[0, 1], &[1, 2]);
-        let fold = PcvFold { curve: &curve, pretrained_absent: Accuracy { correct: 1, total: 1 } };
+        let fold = PcvFold {
+            curve: &curve,
+            pretrained_absent: Accuracy { correct: 1, total: 1 },
+        };
         let choice = pcv_gamma(&[fold]).unwrap();
         assert!(!choice.folds[0].constraint_met);
         assert_eq!(choice.folds[0].point.u_y, Accuracy { correct: 0, total: 1 });
-        assert_eq!(choice.gamma, 1.0, "every point ties at 0/1; γ = 1 (below the gap 2) is nearest 0");
+        assert_eq!(
+            choice.gamma, 1.0,
+            "every point ties at 0/1; γ = 1 (below the gap 2) is nearest 0"
+        );
     }
 
     #[test]

@@ -26,17 +26,17 @@ pub mod report;
 pub mod scores;
 pub mod table;
 
-pub use classes::{parse_class_list, parse_class_list_lines, ClassSplit, Group};
+pub use classes::{ClassSplit, Group, parse_class_list, parse_class_list_lines};
 pub use curve::{CurvePoint, SeenUnseenCurve};
 pub use error::EvalError;
-pub use gamma::{alg_gamma, apply_gamma, pcv_gamma, PcvChoice, PcvFold, PcvFoldChoice};
+pub use gamma::{PcvChoice, PcvFold, PcvFoldChoice, alg_gamma, apply_gamma, pcv_gamma};
 pub use io::{read_scores, write_atomic, write_scores};
 pub use ncm::NcmProbe;
-pub use plot::{plot_seen_unseen, PlotMark};
+pub use plot::{PlotMark, plot_seen_unseen};
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{
-    calibrate, AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, ModelEvaluation,
-    ModelMetrics, Summary, TOP5,
+    AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, ModelEvaluation, ModelMetrics,
+    Summary, TOP5, calibrate,
 };
 pub use scores::{Matrix, Scores};
-pub use table::{summary_table, Table, TopK};
+pub use table::{Table, TopK, summary_table};

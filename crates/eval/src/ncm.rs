@@ -4,8 +4,8 @@
 //! absent classes included, on purpose: it is an analysis probe) is L2-normalised again; a sample's score
 //! for a class is the cosine similarity to that mean.
 
-use crate::scores::Matrix;
 use crate::EvalError;
+use crate::scores::Matrix;
 
 /// Below this norm a vector is treated as zero instead of divided by (as `torch.nn.functional.normalize`).
 const NORM_EPS: f64 = 1e-12;
@@ -113,7 +113,6 @@ impl NcmProbe {
         }
         Ok(Matrix::new(rows, num_classes, scores).expect("rows × classes scores"))
     }
-
 }
 
 fn copy_normalised(row: &[f32], out: &mut [f64]) {
@@ -169,6 +168,9 @@ mod tests {
             .scores(&Matrix::new(1, 3, vec![0.0f32; 3]).unwrap(), "test.npz")
             .unwrap_err()
             .to_string();
-        assert_eq!(message, "test.npz: features have 3 dimensions but the NCM class means have 2");
+        assert_eq!(
+            message,
+            "test.npz: features have 3 dimensions but the NCM class means have 2"
+        );
     }
 }

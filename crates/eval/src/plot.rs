@@ -5,9 +5,9 @@ use std::sync::Once;
 
 use plotters::prelude::*;
 
+use crate::EvalError;
 use crate::curve::SeenUnseenCurve;
 use crate::io::write_atomic;
-use crate::EvalError;
 
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 640;
@@ -80,19 +80,28 @@ fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &st
         .configure_mesh()
         .x_desc("Acc S/Y (%)")
         .y_desc("Acc U/Y (%)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(|e| e.to_string())?;
     let curve_colour = RGBColor(31, 119, 180);
     chart
-        .draw_series(LineSeries::new(points.iter().copied(), curve_colour.stroke_width(2)))
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            curve_colour.stroke_width(2),
+        ))
         .map_err(|e| e.to_string())?
         .label("seen–unseen curve")
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], curve_colour.stroke_width(2)));
     for (mark, colour) in marks.iter().zip(MARK_COLOURS.iter().cycle()) {
         let colour = *colour;
         chart
-            .draw_series(std::iter::once(Circle::new((mark.s_y, mark.u_y), 6, colour.filled())))
+            .draw_series(std::iter::once(Circle::new(
+                (mark.s_y, mark.u_y),
+                6,
+                colour.filled(),
+            )))
             .map_err(|e| e.to_string())?
             .label(mark.label.clone())
             .legend(move |(x, y)| Circle::new((x + 10, y), 5, colour.filled()));
@@ -132,7 +141,11 @@ mod tests {
         let curve = SeenUnseenCurve::new(&RankedScores::new(&matrix, &[0, 0, 1, 1], &split, 1));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("curve.png");
-        let marks = [PlotMark { label: "γ = 0".into(), s_y: 100.0, u_y: 0.0 }];
+        let marks = [PlotMark {
+            label: "γ = 0".into(),
+            s_y: 100.0,
+            u_y: 0.0,
+        }];
         plot_seen_unseen(&curve, &marks, "test", &path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));

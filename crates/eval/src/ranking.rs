@@ -90,7 +90,11 @@ impl RankedScores {
         max_k: usize,
     ) -> Self {
         assert!(max_k >= 1, "top-k needs k ≥ 1");
-        assert_eq!(scores.cols(), split.num_classes(), "score columns must match the class split");
+        assert_eq!(
+            scores.cols(),
+            split.num_classes(),
+            "score columns must match the class split"
+        );
         assert_eq!(scores.rows(), labels.len(), "one label per score row");
         let rows = scores.rows();
         let groups = split.groups();
@@ -193,7 +197,9 @@ impl RankedScores {
             match label_group {
                 Group::FineTuning => {
                     table.s_y.add(correct_overall);
-                    table.s_s.add(self.beaten_by(row, &[Group::FineTuning], 0.0, k) < k);
+                    table
+                        .s_s
+                        .add(self.beaten_by(row, &[Group::FineTuning], 0.0, k) < k);
                 }
                 Group::Absent => {
                     table.u_y.add(correct_overall);
@@ -214,15 +220,15 @@ impl RankedScores {
             return limit;
         }
         let label = self.labels[row];
-        let label_score = self.label_scores[row];
         let shift = |g: Group| if g == Group::Absent { gamma } else { 0.0 };
+        // Compare in the calibrated frame, z_c + γ·1(c ∈ U), exactly as argmax over calibrated logits would.
+        let label_score = self.label_scores[row] + shift(label_group);
         let mut count = 0;
         for &group in candidates {
-            // Compare against the label in the candidate's frame; within one group the shift cancels exactly.
-            let relative = shift(group) - shift(label_group);
+            let group_shift = shift(group);
             let (scores, classes) = self.tops[group.index()].row(row);
             for (&score, &class) in scores.iter().zip(classes) {
-                let score = if relative == 0.0 { score } else { score + relative };
+                let score = score + group_shift;
                 if score > label_score || (score == label_score && class < label) {
                     count += 1;
                     if count >= limit {
@@ -248,7 +254,13 @@ impl RankedScores {
         groups
             .iter()
             .filter_map(|&g| self.group_best(row, g))
-            .reduce(|a, b| if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) { b } else { a })
+            .reduce(|a, b| {
+                if b.0 > a.0 || (b.0 == a.0 && b.1 < a.1) {
+                    b
+                } else {
+                    a
+                }
+            })
     }
 
     /// The label's own score for `row`.

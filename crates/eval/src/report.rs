@@ -2,13 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::EvalError;
 use crate::classes::ClassSplit;
 use crate::curve::SeenUnseenCurve;
 use crate::gamma::alg_gamma;
 use crate::ncm::NcmProbe;
 use crate::ranking::{AccuracyTable, RankedScores};
 use crate::scores::Scores;
-use crate::EvalError;
 
 /// The k of the `acc_top5` tables.
 pub const TOP5: usize = 5;
@@ -265,7 +265,8 @@ mod tests {
 
     fn scores(values: &[f32], cols: usize, labels: &[i64], features: Option<&[f32]>) -> Scores {
         let logits = Matrix::new(labels.len(), cols, values.to_vec()).unwrap();
-        let features = features.map(|f| Matrix::new(labels.len(), f.len() / labels.len(), f.to_vec()).unwrap());
+        let features =
+            features.map(|f| Matrix::new(labels.len(), f.len() / labels.len(), f.to_vec()).unwrap());
         Scores::new("s", logits, labels, features).unwrap()
     }
 
@@ -306,6 +307,9 @@ mod tests {
         let test = scores(&[0.0; 3], 3, &[0], None);
         let split = ClassSplit::from_absent(3, &[2]).unwrap();
         let message = calibrate(&train, &test, &split).unwrap_err().to_string();
-        assert_eq!(message, "s has 2 classes but s has 3; both must come from the same head");
+        assert_eq!(
+            message,
+            "s has 2 classes but s has 3; both must come from the same head"
+        );
     }
 }

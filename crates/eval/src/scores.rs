@@ -197,7 +197,14 @@ mod tests {
     fn feature_rows_must_match_logit_rows() {
         let features = Matrix::new(3, 1, vec![0.0f32; 3]).unwrap();
         let err = Scores::new("t", logits(2, 2, &[0.0; 4]), &[0, 1], Some(features)).unwrap_err();
-        assert!(matches!(err, EvalError::RowCountMismatch { tensor: "features", found: 3, .. }));
+        assert!(matches!(
+            err,
+            EvalError::RowCountMismatch {
+                tensor: "features",
+                found: 3,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -205,7 +212,8 @@ mod tests {
         for bad in [2, -1] {
             let err = Scores::new("t", logits(2, 2, &[0.0; 4]), &[0, bad], None).unwrap_err();
             assert!(
-                err.to_string().starts_with(&format!("t: labels[1] = {bad} is outside 0..2")),
+                err.to_string()
+                    .starts_with(&format!("t: labels[1] = {bad} is outside 0..2")),
                 "{err}"
             );
         }
@@ -213,8 +221,13 @@ mod tests {
 
     #[test]
     fn non_finite_logits_name_their_row_and_column() {
-        let err = Scores::new("t", logits(2, 3, &[0.0, 1.0, 2.0, 3.0, f32::NAN, 5.0]), &[0, 1], None)
-            .unwrap_err();
+        let err = Scores::new(
+            "t",
+            logits(2, 3, &[0.0, 1.0, 2.0, 3.0, f32::NAN, 5.0]),
+            &[0, 1],
+            None,
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("t: logits[1, 1] is NaN"), "{err}");
         let err = Scores::new("t", logits(1, 2, &[0.0, f32::INFINITY]), &[0], None).unwrap_err();
         assert!(err.to_string().starts_with("t: logits[0, 1] is inf"), "{err}");

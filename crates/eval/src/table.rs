@@ -30,10 +30,15 @@ impl Table {
             .iter()
             .map(|(label, values)| {
                 std::iter::once(label.clone())
-                    .chain(values.iter().zip(&self.decimals).map(|(value, &decimals)| match value {
-                        Some(v) => format!("{v:.decimals$}"),
-                        None => "—".to_owned(),
-                    }))
+                    .chain(
+                        values
+                            .iter()
+                            .zip(&self.decimals)
+                            .map(|(value, &decimals)| match value {
+                                Some(v) => format!("{v:.decimals$}"),
+                                None => "—".to_owned(),
+                            }),
+                    )
                     .collect()
             })
             .collect();
@@ -54,7 +59,11 @@ impl Table {
                 .enumerate()
                 .map(|(c, (cell, &width))| {
                     let pad = " ".repeat(width - cell.chars().count());
-                    if c == 0 { format!("{cell}{pad}") } else { format!("{pad}{cell}") }
+                    if c == 0 {
+                        format!("{cell}{pad}")
+                    } else {
+                        format!("{pad}{cell}")
+                    }
                 })
                 .collect();
             format!("| {} |\n", padded.join(" | "))
@@ -63,7 +72,13 @@ impl Table {
         let rule: Vec<String> = widths
             .iter()
             .enumerate()
-            .map(|(c, &w)| if c == 0 { "-".repeat(w + 2) } else { format!("{}:", "-".repeat(w + 1)) })
+            .map(|(c, &w)| {
+                if c == 0 {
+                    "-".repeat(w + 2)
+                } else {
+                    format!("{}:", "-".repeat(w + 1))
+                }
+            })
             .collect();
         out.push_str(&format!("|{}|\n", rule.join("|")));
         for row in &cells {
@@ -74,7 +89,12 @@ impl Table {
 
     /// Renders CSV: full-precision numbers, empty cells for undefined values.
     pub fn to_csv(&self) -> String {
-        let mut out = self.columns.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+        let mut out = self
+            .columns
+            .iter()
+            .map(|c| csv_field(c))
+            .collect::<Vec<_>>()
+            .join(",");
         out.push('\n');
         for (label, values) in &self.rows {
             out.push_str(&csv_field(label));
@@ -139,7 +159,10 @@ pub fn summary_table(summary: &Summary, top_k: TopK) -> Table {
         }
     }
     if top1 {
-        for (label, metrics) in [("NCM, pre-trained", &summary.pretrained), ("NCM, fine-tuned", &summary.finetuned)] {
+        for (label, metrics) in [
+            ("NCM, pre-trained", &summary.pretrained),
+            ("NCM, fine-tuned", &summary.finetuned),
+        ] {
             if let Some(ncm) = metrics.as_ref().and_then(|m| m.ncm.as_ref()) {
                 let mut values = vec![None];
                 values.extend(accuracies(ncm));
@@ -165,15 +188,30 @@ mod tests {
     use crate::report::Calibrations;
 
     fn percent(y_y: f64) -> AccuracyPercent {
-        AccuracyPercent { y_y: Some(y_y), s_y: Some(90.0), u_y: None, s_s: Some(95.5), u_u: None }
+        AccuracyPercent {
+            y_y: Some(y_y),
+            s_y: Some(90.0),
+            u_y: None,
+            s_s: Some(95.5),
+            u_u: None,
+        }
     }
 
     fn summary() -> Summary {
         Summary {
             pretrained: None,
-            finetuned: Some(ModelMetrics { acc: percent(50.0), acc_top5: percent(80.0), ncm: None, ausuc: Some(0.25) }),
+            finetuned: Some(ModelMetrics {
+                acc: percent(50.0),
+                acc_top5: percent(80.0),
+                ncm: None,
+                ausuc: Some(0.25),
+            }),
             calibrated: Calibrations {
-                alg: Some(CalibratedMetrics { gamma: 1.5, acc: percent(60.0), acc_top5: percent(85.0) }),
+                alg: Some(CalibratedMetrics {
+                    gamma: 1.5,
+                    acc: percent(60.0),
+                    acc_top5: percent(85.0),
+                }),
                 ..Calibrations::default()
             },
         }
@@ -184,10 +222,22 @@ mod tests {
         let markdown = summary_table(&summary(), TopK::Top1).to_markdown();
         let lines: Vec<&str> = markdown.lines().collect();
         assert_eq!(lines.len(), 4, "{markdown}");
-        assert_eq!(lines[0], "| model            |     γ |   Y/Y |   S/Y | U/Y |   S/S | U/U |  AUSUC |");
-        assert_eq!(lines[1], "|------------------|------:|------:|------:|----:|------:|----:|-------:|");
-        assert_eq!(lines[2], "| fine-tuned       |     — | 50.00 | 90.00 |   — | 95.50 |   — | 0.2500 |");
-        assert_eq!(lines[3], "| fine-tuned + ALG | 1.500 | 60.00 | 90.00 |   — | 95.50 |   — |      — |");
+        assert_eq!(
+            lines[0],
+            "| model            |     γ |   Y/Y |   S/Y | U/Y |   S/S | U/U |  AUSUC |"
+        );
+        assert_eq!(
+            lines[1],
+            "|------------------|------:|------:|------:|----:|------:|----:|-------:|"
+        );
+        assert_eq!(
+            lines[2],
+            "| fine-tuned       |     — | 50.00 | 90.00 |   — | 95.50 |   — | 0.2500 |"
+        );
+        assert_eq!(
+            lines[3],
+            "| fine-tuned + ALG | 1.500 | 60.00 | 90.00 |   — | 95.50 |   — |      — |"
+        );
     }
 
     #[test]

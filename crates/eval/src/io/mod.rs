@@ -12,8 +12,8 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use crate::scores::{Matrix, Scores};
 use crate::EvalError;
+use crate::scores::{Matrix, Scores};
 
 /// The element types a scores file may hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,10 +79,19 @@ impl RawTensor<'_> {
     fn to_f32(&self) -> Result<Vec<f32>, String> {
         use ElementType::*;
         let values: Vec<f32> = match self.dtype {
-            F16 => self.elements::<2>().map(|b| half::f16::from_le_bytes(b).to_f32()).collect(),
-            BF16 => self.elements::<2>().map(|b| half::bf16::from_le_bytes(b).to_f32()).collect(),
+            F16 => self
+                .elements::<2>()
+                .map(|b| half::f16::from_le_bytes(b).to_f32())
+                .collect(),
+            BF16 => self
+                .elements::<2>()
+                .map(|b| half::bf16::from_le_bytes(b).to_f32())
+                .collect(),
             F32 => self.elements::<4>().map(f32::from_le_bytes).collect(),
-            F64 => self.elements::<8>().map(|b| f64::from_le_bytes(b) as f32).collect(),
+            F64 => self
+                .elements::<8>()
+                .map(|b| f64::from_le_bytes(b) as f32)
+                .collect(),
             _ => return Err(format!("must be a float array, found {}", self.dtype.name())),
         };
         Ok(self.reorder(values))
@@ -92,13 +101,28 @@ impl RawTensor<'_> {
         use ElementType::*;
         // Values beyond i64 are clamped: any of them is out of the class range and reported as such.
         let values: Vec<i64> = match self.dtype {
-            I8 => self.elements::<1>().map(|b| i64::from(i8::from_le_bytes(b))).collect(),
-            I16 => self.elements::<2>().map(|b| i64::from(i16::from_le_bytes(b))).collect(),
-            I32 => self.elements::<4>().map(|b| i64::from(i32::from_le_bytes(b))).collect(),
+            I8 => self
+                .elements::<1>()
+                .map(|b| i64::from(i8::from_le_bytes(b)))
+                .collect(),
+            I16 => self
+                .elements::<2>()
+                .map(|b| i64::from(i16::from_le_bytes(b)))
+                .collect(),
+            I32 => self
+                .elements::<4>()
+                .map(|b| i64::from(i32::from_le_bytes(b)))
+                .collect(),
             I64 => self.elements::<8>().map(i64::from_le_bytes).collect(),
             U8 => self.elements::<1>().map(|b| i64::from(b[0])).collect(),
-            U16 => self.elements::<2>().map(|b| i64::from(u16::from_le_bytes(b))).collect(),
-            U32 => self.elements::<4>().map(|b| i64::from(u32::from_le_bytes(b))).collect(),
+            U16 => self
+                .elements::<2>()
+                .map(|b| i64::from(u16::from_le_bytes(b)))
+                .collect(),
+            U32 => self
+                .elements::<4>()
+                .map(|b| i64::from(u32::from_le_bytes(b)))
+                .collect(),
             U64 => self
                 .elements::<8>()
                 .map(|b| i64::try_from(u64::from_le_bytes(b)).unwrap_or(i64::MAX))
@@ -213,7 +237,11 @@ impl<'p> NpzArchive<'p> {
     }
 
     fn names(&self) -> Vec<String> {
-        self.archive.file_names().filter_map(|name| name.ok()).map(|name| name.into_owned()).collect()
+        self.archive
+            .file_names()
+            .filter_map(|name| name.ok())
+            .map(|name| name.into_owned())
+            .collect()
     }
 
     fn take(&mut self, name: &str) -> Result<RawTensor<'static>, EvalError> {
@@ -226,7 +254,11 @@ impl<'p> NpzArchive<'p> {
             )),
             None => {
                 let names = self.names();
-                Err(missing(self.path, name, names.iter().map(|n| n.trim_end_matches(".npy"))))
+                Err(missing(
+                    self.path,
+                    name,
+                    names.iter().map(|n| n.trim_end_matches(".npy")),
+                ))
             }
         }
     }
@@ -240,9 +272,9 @@ impl<'p> NpzArchive<'p> {
         };
         // The declared size is only a hint for the allocation: a lying header must not allocate gigabytes.
         let mut bytes = Vec::with_capacity((entry.size() as usize).min(1 << 28));
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| EvalError::format(self.path, format!("`{entry_name}` cannot be decompressed: {e}")))?;
+        entry.read_to_end(&mut bytes).map_err(|e| {
+            EvalError::format(self.path, format!("`{entry_name}` cannot be decompressed: {e}"))
+        })?;
         npy::parse(bytes)
             .map(Some)
             .map_err(|message| EvalError::format(self.path, format!("`{entry_name}`: {message}")))
@@ -260,7 +292,11 @@ fn build_scores(
         let &[rows, cols] = tensor.shape.as_slice() else {
             return Err(bad(
                 name,
-                format!("must be 2-D [N, {}], found shape {:?}", if name == "logits" { "C" } else { "D" }, tensor.shape),
+                format!(
+                    "must be 2-D [N, {}], found shape {:?}",
+                    if name == "logits" { "C" } else { "D" },
+                    tensor.shape
+                ),
             ));
         };
         let values = tensor.to_f32().map_err(|m| bad(name, m))?;
@@ -277,15 +313,25 @@ fn build_scores(
 
 /// Writes `scores` as `.safetensors` (`logits` F32, `labels` I64, `features` F32), atomically.
 pub fn write_scores(path: &Path, scores: &Scores) -> Result<(), EvalError> {
-    let f32_bytes = |m: &Matrix<f32>| -> Vec<u8> { m.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let f32_bytes =
+        |m: &Matrix<f32>| -> Vec<u8> { m.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect() };
     let logits = f32_bytes(scores.logits());
-    let labels: Vec<u8> = scores.labels().iter().flat_map(|&y| i64::from(y).to_le_bytes()).collect();
-    let features = scores.features().map(|f| (f32_bytes(f), vec![f.rows(), f.cols()]));
+    let labels: Vec<u8> = scores
+        .labels()
+        .iter()
+        .flat_map(|&y| i64::from(y).to_le_bytes())
+        .collect();
+    let features = scores
+        .features()
+        .map(|f| (f32_bytes(f), vec![f.rows(), f.cols()]));
     fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> safetensors::tensor::TensorView<'_> {
         safetensors::tensor::TensorView::new(dtype, shape, data).expect("byte count matches the shape")
     }
     let mut tensors = vec![
-        ("logits", view(Dtype::F32, vec![scores.len(), scores.num_classes()], &logits)),
+        (
+            "logits",
+            view(Dtype::F32, vec![scores.len(), scores.num_classes()], &logits),
+        ),
         ("labels", view(Dtype::I64, vec![scores.len()], &labels)),
     ];
     if let Some((bytes, shape)) = &features {
@@ -330,7 +376,8 @@ mod tests {
         let mut out = std::io::Cursor::new(Vec::new());
         let mut zip = zip::ZipWriter::new(&mut out);
         for (name, bytes) in entries {
-            zip.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
             zip.write_all(bytes).unwrap();
         }
         zip.finish().unwrap();
@@ -346,7 +393,10 @@ mod tests {
     #[test]
     fn reads_fortran_order_big_endian_arrays() {
         // logits [[1, 2, 3], [4, 5, 6]] stored column-major as big-endian f8.
-        let data: Vec<u8> = [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let data: Vec<u8> = [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect();
         let labels: Vec<u8> = [2i32, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = write(
@@ -367,23 +417,41 @@ mod tests {
     fn npz_errors_name_the_file_and_the_array() {
         let dir = tempfile::tempdir().unwrap();
         let logits = npy("<f4", "(1, 2)", false, &[0; 8]);
-        let path = write(&dir, "a.npz", &npz(&[("logits.npy", logits.clone()), ("y.npy", vec![])]));
+        let path = write(
+            &dir,
+            "a.npz",
+            &npz(&[("logits.npy", logits.clone()), ("y.npy", vec![])]),
+        );
         let message = read_scores(&path).unwrap_err().to_string();
         assert!(message.ends_with("a.npz: no tensor `labels` (the file holds: logits, y); scores files need `logits` and `labels`"), "{message}");
 
         let float_labels = npy("<f4", "(1,)", false, &[0; 4]);
-        let path = write(&dir, "b.npz", &npz(&[("logits.npy", logits.clone()), ("labels.npy", float_labels)]));
+        let path = write(
+            &dir,
+            "b.npz",
+            &npz(&[("logits.npy", logits.clone()), ("labels.npy", float_labels)]),
+        );
         let message = read_scores(&path).unwrap_err().to_string();
-        assert!(message.contains("`labels` must be an integer array (class indices), found f32"), "{message}");
+        assert!(
+            message.contains("`labels` must be an integer array (class indices), found f32"),
+            "{message}"
+        );
 
         let path = write(&dir, "c.npz", &npz(&[("archive/data.pkl", vec![0x80])]));
         let message = read_scores(&path).unwrap_err().to_string();
         assert!(message.contains("torch.save archive"), "{message}");
 
         let labels_2d = npy("<i8", "(1, 1)", false, &[0; 8]);
-        let path = write(&dir, "d.npz", &npz(&[("logits.npy", logits), ("labels.npy", labels_2d)]));
+        let path = write(
+            &dir,
+            "d.npz",
+            &npz(&[("logits.npy", logits), ("labels.npy", labels_2d)]),
+        );
         let message = read_scores(&path).unwrap_err().to_string();
-        assert!(message.contains("`labels` must be 1-D [N], found shape [1, 1]"), "{message}");
+        assert!(
+            message.contains("`labels` must be 1-D [N], found shape [1, 1]"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -391,11 +459,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(&dir, "x.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":");
         let message = read_scores(&path).unwrap_err().to_string();
-        assert!(message.contains("neither a .npz archive nor a valid .safetensors file"), "{message}");
+        assert!(
+            message.contains("neither a .npz archive nor a valid .safetensors file"),
+            "{message}"
+        );
         let path = write(&dir, "x.npy", &npy("<f4", "(1,)", false, &[0; 4]));
         let message = read_scores(&path).unwrap_err().to_string();
         assert!(message.contains("numpy.savez"), "{message}");
-        let message = read_scores(&dir.path().join("absent.npz")).unwrap_err().to_string();
+        let message = read_scores(&dir.path().join("absent.npz"))
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("absent.npz"), "{message}");
     }
 
@@ -411,6 +484,10 @@ mod tests {
         assert_eq!(back.logits(), scores.logits());
         assert_eq!(back.labels(), scores.labels());
         assert_eq!(back.features(), scores.features());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left behind");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left behind"
+        );
     }
 }

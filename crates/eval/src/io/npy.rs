@@ -18,7 +18,11 @@ pub(crate) fn parse(bytes: Vec<u8>) -> Result<RawTensor<'static>, String> {
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
-        _ => return Err(format!(".npy format version {major} is not supported (1, 2 and 3 are)")),
+        _ => {
+            return Err(format!(
+                ".npy format version {major} is not supported (1, 2 and 3 are)"
+            ));
+        }
     };
     let data_start = header_start + header_len;
     let header = bytes
@@ -131,7 +135,10 @@ impl Cursor<'_> {
         if self.eat(c) {
             Ok(())
         } else {
-            Err(format!("malformed .npy header: expected `{c}` at `{}`", self.preview()))
+            Err(format!(
+                "malformed .npy header: expected `{c}` at `{}`",
+                self.preview()
+            ))
         }
     }
 
@@ -142,10 +149,17 @@ impl Cursor<'_> {
     fn string(&mut self) -> Result<String, String> {
         let quote = match self.rest.chars().next() {
             Some(q @ ('\'' | '"')) => q,
-            _ => return Err(format!("malformed .npy header: expected a quoted key at `{}`", self.preview())),
+            _ => {
+                return Err(format!(
+                    "malformed .npy header: expected a quoted key at `{}`",
+                    self.preview()
+                ));
+            }
         };
         let body = &self.rest[1..];
-        let end = body.find(quote).ok_or("malformed .npy header: unterminated string")?;
+        let end = body
+            .find(quote)
+            .ok_or("malformed .npy header: unterminated string")?;
         let value = body[..end].to_owned();
         self.rest = &body[end + 1..];
         Ok(value)
@@ -168,7 +182,8 @@ impl Cursor<'_> {
                 if self.eat(')') {
                     return Ok(Value::Tuple(dims));
                 }
-                let digits = self.rest.len() - self.rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+                let digits =
+                    self.rest.len() - self.rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
                 let dim = self.rest[..digits]
                     .parse::<usize>()
                     .map_err(|_| format!("malformed .npy shape at `{}`", self.preview()))?;
@@ -239,29 +254,62 @@ mod tests {
     #[test]
     fn reads_the_header_numpy_writes() {
         let data: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        let t = parse(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }      \n", &data)).unwrap();
+        let t = parse(npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }      \n",
+            &data,
+        ))
+        .unwrap();
         assert_eq!(t.dtype, ElementType::F32);
         assert_eq!(t.shape, vec![2]);
         assert!(!t.fortran_order && !t.big_endian);
-        let t = parse(npy("{'descr': '>i8', 'fortran_order': True, 'shape': (1, 1)}", &[0; 8])).unwrap();
-        assert_eq!((t.dtype, t.shape, t.fortran_order, t.big_endian), (ElementType::I64, vec![1, 1], true, true));
+        let t = parse(npy(
+            "{'descr': '>i8', 'fortran_order': True, 'shape': (1, 1)}",
+            &[0; 8],
+        ))
+        .unwrap();
+        assert_eq!(
+            (t.dtype, t.shape, t.fortran_order, t.big_endian),
+            (ElementType::I64, vec![1, 1], true, true)
+        );
     }
 
     #[test]
     fn refuses_truncated_data_objects_and_records() {
-        let err = parse(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", &[0; 8])).unwrap_err();
-        assert!(err.contains("holds 8 bytes but shape [3] of <f4 needs 12"), "{err}");
-        let err = parse(npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", &[0; 8])).unwrap_err();
+        let err = parse(npy(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+            &[0; 8],
+        ))
+        .unwrap_err();
+        assert!(
+            err.contains("holds 8 bytes but shape [3] of <f4 needs 12"),
+            "{err}"
+        );
+        let err = parse(npy(
+            "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 8],
+        ))
+        .unwrap_err();
         assert!(err.contains("object arrays are refused"), "{err}");
-        let err =
-            parse(npy("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", &[])).unwrap_err();
+        let err = parse(npy(
+            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+            &[],
+        ))
+        .unwrap_err();
         assert!(err.contains("structured"), "{err}");
-        assert!(parse(b"PK\x03\x04 not npy".to_vec()).unwrap_err().contains("magic"));
+        assert!(
+            parse(b"PK\x03\x04 not npy".to_vec())
+                .unwrap_err()
+                .contains("magic")
+        );
     }
 
     #[test]
     fn a_scalar_has_an_empty_shape() {
-        let t = parse(npy("{'descr': '<f8', 'fortran_order': False, 'shape': (), }", &[0; 8])).unwrap();
+        let t = parse(npy(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (), }",
+            &[0; 8],
+        ))
+        .unwrap();
         assert!(t.shape.is_empty());
     }
 }
