@@ -1,1 +1,37 @@
-fn main() {}
+//! `ftcal`: the command line of ftcal. Each subcommand parses its arguments and calls the library crate
+//! that owns the work.
+
+mod calibrate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Full fine-tuning of pre-trained classifiers on partial-class data, and the calibration that gives the
+/// absent classes back.
+#[derive(Parser)]
+#[command(name = "ftcal", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Metrics and post-hoc calibration (ALG, oracle γ*) of saved logits, from ftcal or any framework.
+    Calibrate(calibrate::CalibrateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Calibrate(args) => calibrate::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
