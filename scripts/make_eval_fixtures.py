@@ -7,18 +7,23 @@ by the paper's definitions, directly and naively (argmax over calibrated logits,
 the Rust tests check ftcal's fast algorithms against an independent implementation.
 
     pip install numpy safetensors
-    python scripts/make_eval_fixtures.py            # rewrites tests/fixtures/eval/
+    python scripts/make_eval_fixtures.py              # rewrites tests/fixtures/eval/
+    python scripts/make_eval_fixtures.py --check      # regenerates in a temporary directory and compares
+                                                      # every array and expected value with the committed ones
 
 The output is deterministic (seed 0); re-running it must leave `git status` clean.
 """
 
+import argparse
 import json
 import pathlib
+import sys
+import tempfile
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
-OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "eval"
+DEFAULT_OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "eval"
 NUM_CLASSES = 10
 ABSENT = [1, 4, 7, 8]
 FEATURE_DIM = 16
@@ -102,34 +107,71 @@ def ncm_table(train_features, train_labels, features, labels):
     return accuracy_table(scores, labels, 0.0, 1)
 
 
+def load_arrays(path):
+    if path.suffix == ".npz":
+        with np.load(path) as archive:
+            return {name: archive[name] for name in archive.files}
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    return {"json": json.loads(path.read_text())}
+
+
+def check(committed):
+    """Regenerates the fixtures and compares them by content (zip bytes may differ across zlib versions)."""
+    with tempfile.TemporaryDirectory() as fresh:
+        fresh = pathlib.Path(fresh)
+        write(fresh)
+        names = sorted(p.name for p in fresh.iterdir())
+        if names != sorted(p.name for p in committed.iterdir()):
+            sys.exit(f"{committed}: the committed files differ from the script's: {names}")
+        for name in names:
+            ours, theirs = load_arrays(fresh / name), load_arrays(committed / name)
+            same = ours.keys() == theirs.keys() and all(
+                np.array_equal(ours[k], theirs[k], equal_nan=True) if k != "json" else ours[k] == theirs[k]
+                for k in ours
+            )
+            if not same:
+                sys.exit(f"{committed / name} is not what scripts/make_eval_fixtures.py makes: re-run it")
+    print(f"{committed}: {len(names)} fixtures match the script")
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="compare with the committed fixtures, write nothing")
+    if parser.parse_args().check:
+        check(DEFAULT_OUT)
+    else:
+        write(DEFAULT_OUT)
+
+
+def write(out):
     rng = np.random.default_rng(0)
     prototypes = rng.normal(scale=1.0, size=(NUM_CLASSES, FEATURE_DIM))
     weights = prototypes + rng.normal(scale=0.3, size=prototypes.shape)
     train_logits, train_labels, train_features = make_split(rng, prototypes, weights, 80)
     test_logits, test_labels, test_features = make_split(rng, prototypes, weights, 60)
 
-    OUT.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(OUT / "train.npz", logits=train_logits, labels=train_labels, features=train_features)
-    save_file({"logits": test_logits, "labels": test_labels, "features": test_features}, str(OUT / "test.safetensors"))
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "train.npz", logits=train_logits, labels=train_labels, features=train_features)
+    save_file({"logits": test_logits, "labels": test_labels, "features": test_features}, str(out / "test.safetensors"))
     # The same test split as a user might save it otherwise: float64, column-major, int32 labels, uncompressed.
     np.savez(
-        OUT / "test.npz",
+        out / "test.npz",
         logits=np.asfortranarray(test_logits.astype(np.float64)),
         labels=test_labels.astype(np.int32),
         features=test_features.astype(np.float64),
     )
-    save_file({"logits": test_logits.astype(np.float16), "labels": test_labels.astype(np.uint8)}, str(OUT / "test_f16.safetensors"))
+    save_file({"logits": test_logits.astype(np.float16), "labels": test_labels.astype(np.uint8)}, str(out / "test_f16.safetensors"))
 
     # Bad inputs, one defect each.
     nan_logits = test_logits.copy()
     nan_logits[7, 3] = np.nan
-    save_file({"logits": nan_logits, "labels": test_labels}, str(OUT / "bad_nan.safetensors"))
-    save_file({"logits": test_logits, "labels": test_labels[:-1]}, str(OUT / "bad_rows.safetensors"))
+    save_file({"logits": nan_logits, "labels": test_labels}, str(out / "bad_nan.safetensors"))
+    save_file({"logits": test_logits, "labels": test_labels[:-1]}, str(out / "bad_rows.safetensors"))
     out_of_range = test_labels.copy()
     out_of_range[11] = NUM_CLASSES
-    np.savez(OUT / "bad_label.npz", logits=test_logits, labels=out_of_range)
-    np.savez(OUT / "bad_missing.npz", logits=test_logits, targets=test_labels)
+    np.savez(out / "bad_label.npz", logits=test_logits, labels=out_of_range)
+    np.savez(out / "bad_missing.npz", logits=test_logits, targets=test_labels)
 
     gamma_alg = alg_gamma(train_logits, train_labels)
     ausuc, best_overall = brute_force_curve(test_logits, test_labels)
@@ -144,8 +186,8 @@ def main():
         "ausuc": ausuc,
         "oracle_best_overall": best_overall,
     }
-    (OUT / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
-    print(f"wrote {OUT}: ALG γ = {gamma_alg:.4f}, AUSUC = {ausuc:.4f}, oracle Acc_Y/Y = {best_overall:.2f}")
+    (out / "expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print(f"wrote {out}: ALG γ = {gamma_alg:.4f}, AUSUC = {ausuc:.4f}, oracle Acc_Y/Y = {best_overall:.2f}")
 
 
 if __name__ == "__main__":
