@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use ftcal_eval::{
-    CalibrationReport, ClassSplit, PlotMark, Scores, TopK, calibrate, parse_class_list,
+    CalibrationReport, ClassSplit, PlotMark, Scores, TopK, calibrate, curve_csv, parse_class_list,
     parse_class_list_lines, plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
@@ -48,6 +48,10 @@ pub struct CalibrateArgs {
     #[arg(long, value_name = "FILE")]
     csv: Option<PathBuf>,
 
+    /// Write the seen–unseen curve's points (γ intervals and accuracies) as CSV.
+    #[arg(long, value_name = "FILE")]
+    curve: Option<PathBuf>,
+
     /// Draw the seen–unseen curve, with γ = 0, ALG and the oracle marked, as a PNG.
     #[arg(long, value_name = "FILE")]
     plot: Option<PathBuf>,
@@ -71,7 +75,7 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
     };
     let report = calibrate(&train, &test, &split)?;
 
-    print!("{}", describe(&train, &test, &split, &report));
+    println!("{}", describe(&train, &test, &split, &report));
     let summary = report.summary();
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&summary).context("serialising the summary")?;
@@ -80,6 +84,10 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
     }
     if let Some(path) = &args.csv {
         write_atomic(path, summary_table(&summary, TopK::Top1).to_csv().as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.curve {
+        write_atomic(path, curve_csv(report.test.curve()).as_bytes())?;
         println!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {

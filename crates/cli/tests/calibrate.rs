@@ -36,11 +36,8 @@ fn read_json(path: &Path) -> Value {
 #[test]
 fn calibrate_prints_the_tables_and_writes_json_csv_and_plot() {
     let dir = tempfile::tempdir().unwrap();
-    let (json, csv, png) = (
-        dir.path().join("s.json"),
-        dir.path().join("t.csv"),
-        dir.path().join("c.png"),
-    );
+    let path = |name: &str| dir.path().join(name);
+    let (json, csv, png, curve) = (path("s.json"), path("t.csv"), path("c.png"), path("curve.csv"));
     let output = calibrate(
         &fixture("train.npz"),
         &fixture("test.safetensors"),
@@ -52,6 +49,8 @@ fn calibrate_prints_the_tables_and_writes_json_csv_and_plot() {
             csv.to_str().unwrap(),
             "--plot",
             png.to_str().unwrap(),
+            "--curve",
+            curve.to_str().unwrap(),
         ],
     );
     assert!(output.status.success(), "{}", stderr(&output));
@@ -90,6 +89,13 @@ fn calibrate_prints_the_tables_and_writes_json_csv_and_plot() {
         "{csv}"
     );
     assert_eq!(&std::fs::read(&png).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
+    let curve = std::fs::read_to_string(&curve).unwrap();
+    let rows: Vec<&str> = curve.lines().collect();
+    assert_eq!(rows[0], "gamma,gamma_low,gamma_high,S/Y,U/Y,Y/Y");
+    assert!(
+        rows[1].contains(",-inf,") && rows.last().unwrap().contains(",inf,"),
+        "{curve}"
+    );
 }
 
 #[test]

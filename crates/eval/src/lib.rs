@@ -14,6 +14,8 @@
 //!
 //! Inputs are `f32`; every sum is accumulated in `f64`. Among tied scores the lowest class index wins.
 
+#![warn(missing_docs)]
+
 pub mod classes;
 pub mod curve;
 mod error;
@@ -39,4 +41,4 @@ pub use report::{
     Summary, TOP5, calibrate,
 };
 pub use scores::{Matrix, Scores};
-pub use table::{Table, TopK, summary_table};
+pub use table::{Table, TopK, curve_csv, summary_table};

@@ -357,6 +357,16 @@ mod tests {
     }
 
     #[test]
+    fn a_class_missing_from_the_test_set_still_competes() {
+        // S = {0, 1, 2}, U = {3}; no test sample is of class 2, yet it wins row 1 and makes it wrong.
+        let r = ranked(&[3.0, 1.0, 0.0, 2.0, 1.0, 2.0, 5.0, 0.0], 4, &[0, 1], &[3], 1);
+        let t = r.accuracy(0.0, 1);
+        assert_eq!(t.s_y, Accuracy { correct: 1, total: 2 });
+        assert_eq!(t.s_s, Accuracy { correct: 1, total: 2 });
+        assert_eq!(t.u_y.total, 0);
+    }
+
+    #[test]
     fn outside_classes_compete_unless_excluded() {
         // Class 2 is outside S = {0} and U = {1}; it has the highest score.
         let matrix = Matrix::new(1, 3, vec![1.0f32, 0.0, 2.0]).unwrap();

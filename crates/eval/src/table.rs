@@ -1,5 +1,6 @@
 //! Summary tables in the paper's row layout, rendered as Markdown (for terminals and `report.md`) and CSV.
 
+use crate::curve::SeenUnseenCurve;
 use crate::report::{AccuracyPercent, CalibratedMetrics, ModelMetrics, Summary};
 
 /// A table of labelled rows of optional numbers; a missing number means "not defined / not run".
@@ -182,6 +183,25 @@ pub fn summary_table(summary: &Summary, top_k: TopK) -> Table {
     }
 }
 
+/// The seen–unseen curve as CSV, one row per γ interval in increasing γ: the representative γ, the
+/// interval's open ends (`-inf` / `inf` at the extremes), and Acc_{S/Y}, Acc_{U/Y}, Acc_{Y/Y} in percent.
+pub fn curve_csv(curve: &SeenUnseenCurve) -> String {
+    let mut out = String::from("gamma,gamma_low,gamma_high,S/Y,U/Y,Y/Y\n");
+    let percent = |a: crate::ranking::Accuracy| a.percent().map_or(String::new(), |v| v.to_string());
+    for p in curve.points() {
+        out.push_str(&format!(
+            "{},{},{},{},{},{}\n",
+            p.gamma,
+            p.gamma_low,
+            p.gamma_high,
+            percent(p.s_y),
+            percent(p.u_y),
+            percent(p.y_y)
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +257,18 @@ mod tests {
         assert_eq!(
             lines[3],
             "| fine-tuned + ALG | 1.500 | 60.00 | 90.00 |   — | 95.50 |   — |      — |"
+        );
+    }
+
+    #[test]
+    fn curve_csv_lists_every_interval_with_open_ends() {
+        use crate::{ClassSplit, Matrix, RankedScores};
+        let matrix = Matrix::new(2, 2, vec![2.0f32, 0.0, 1.0, 0.0]).unwrap();
+        let split = ClassSplit::from_absent(2, &[1]).unwrap();
+        let curve = SeenUnseenCurve::new(&RankedScores::new(&matrix, &[0, 1], &split, 1));
+        assert_eq!(
+            curve_csv(&curve),
+            "gamma,gamma_low,gamma_high,S/Y,U/Y,Y/Y\n0,-inf,1,100,0,50\n1.5,1,2,100,100,100\n3,2,inf,0,100,50\n"
         );
     }
 
