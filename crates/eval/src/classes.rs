@@ -1,6 +1,7 @@
 //! The partial-class label space: fine-tuning classes S, absent classes U, and the parsing of class lists.
 
 use crate::EvalError;
+use crate::scores::Scores;
 
 /// The part of the label space a class belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,6 +149,21 @@ impl ClassSplit {
     /// Whether outside classes are candidates of Y.
     pub fn outside_compete(&self) -> bool {
         self.outside_compete
+    }
+
+    /// Errors unless `scores` has one logit column per class of this split.
+    pub fn check_columns(&self, scores: &Scores) -> Result<(), EvalError> {
+        if scores.num_classes() == self.num_classes() {
+            return Ok(());
+        }
+        Err(EvalError::Incompatible {
+            message: format!(
+                "{}: logits have {} classes but the class split has {}",
+                scores.origin(),
+                scores.num_classes(),
+                self.num_classes()
+            ),
+        })
     }
 
     /// The groups whose classes are candidates of the overall prediction (Y).

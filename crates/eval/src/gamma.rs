@@ -21,16 +21,7 @@ pub fn alg_gamma(scores: &Scores, split: &ClassSplit) -> Result<f64, EvalError> 
             "ALG needs at least two fine-tuning classes: with one, no class c ≠ y is left in S".into(),
         ));
     }
-    if scores.num_classes() != split.num_classes() {
-        return Err(EvalError::Incompatible {
-            message: format!(
-                "{}: logits have {} classes but the class split has {}",
-                scores.origin(),
-                scores.num_classes(),
-                split.num_classes()
-            ),
-        });
-    }
+    split.check_columns(scores)?;
     let groups = split.groups();
     let (mut fine_tuning_sum, mut absent_sum, mut samples) = (0.0f64, 0.0f64, 0usize);
     for (row, &label) in scores.logits().iter_rows().zip(scores.labels()) {

@@ -121,13 +121,13 @@ impl ModelEvaluation {
         split: &ClassSplit,
         ncm_reference: Option<&Scores>,
     ) -> Result<Self, EvalError> {
-        check_classes(scores, split)?;
+        split.check_columns(scores)?;
         let ranked = RankedScores::new(scores.logits(), scores.labels(), split, TOP5);
         let curve = SeenUnseenCurve::new(&ranked);
         let mut ncm_classes_without_samples = Vec::new();
         let ncm = match (ncm_reference, scores.features()) {
             (Some(reference), Some(features)) => {
-                check_classes(reference, split)?;
+                split.check_columns(reference)?;
                 let Some(reference_features) = reference.features() else {
                     return Err(EvalError::Incompatible {
                         message: format!(
@@ -242,20 +242,6 @@ pub fn calibrate(train: &Scores, test: &Scores, split: &ClassSplit) -> Result<Ca
         alg,
         oracle,
     })
-}
-
-fn check_classes(scores: &Scores, split: &ClassSplit) -> Result<(), EvalError> {
-    if scores.num_classes() != split.num_classes() {
-        return Err(EvalError::Incompatible {
-            message: format!(
-                "{}: logits have {} classes but the class split has {}",
-                scores.origin(),
-                scores.num_classes(),
-                split.num_classes()
-            ),
-        });
-    }
-    Ok(())
 }
 
 #[cfg(test)]
