@@ -349,7 +349,16 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let mut file = tempfile::NamedTempFile::new_in(directory).map_err(|e| EvalError::io(path, e))?;
+    let mut builder = tempfile::Builder::new();
+    // A temporary file is private (0600) by default; a result file should be readable like any other.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut file = builder
+        .tempfile_in(directory)
+        .map_err(|e| EvalError::io(path, e))?;
     file.write_all(bytes).map_err(|e| EvalError::io(path, e))?;
     file.as_file().sync_all().map_err(|e| EvalError::io(path, e))?;
     file.persist(path).map_err(|e| EvalError::io(path, e.error))?;
