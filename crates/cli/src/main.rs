@@ -2,6 +2,8 @@
 //! that owns the work.
 
 mod calibrate;
+mod config;
+mod data;
 
 use std::process::ExitCode;
 
@@ -20,12 +22,15 @@ struct Cli {
 enum Command {
     /// Metrics and post-hoc calibration (ALG, oracle γ*) of saved logits, from ftcal or any framework.
     Calibrate(calibrate::CalibrateArgs),
+    /// Datasets: `ftcal data check CONFIG` loads every image once and reports counts and problems.
+    Data(data::DataArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(&args),
+        Command::Data(args) => data::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,6 +91,7 @@ impl DataConfig {
     /// Lists every configured dataset and resolves the class split, keeping listing problems in the
     /// datasets for the caller to report or turn into errors (see [`PartialClassData::first_error`]).
     pub fn open(&self, key: &str) -> Result<PartialClassData, DataError> {
+        self.transforms.pipelines(&format!("{key}.transforms"))?;
         let classes_key = format!("{key}.classes");
         let preset = self.classes.preset(&classes_key)?;
         let preset_classes = preset.as_ref().map(|preset| preset.num_classes);

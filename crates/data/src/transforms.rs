@@ -6,7 +6,7 @@
 //! difference from a PIL pipeline: colour jitter is computed in `f32` instead of PIL's 8-bit `blend`,
 //! so it does not truncate to 1/255 after each of the four operations (see datasets/README.md).
 
-use fast_image_resize::images::{Image as ResizeImage, ImageRef};
+use fast_image_resize::images::{CroppedImage, Image as ResizeImage, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
 use rand::{Rng, RngExt, SeedableRng};
@@ -549,7 +549,8 @@ pub fn random_resized_crop_region(
     }
 }
 
-/// Resizes the `region` of `image` to `out_h × out_w` with Pillow's antialiased bilinear filter.
+/// Crops `region` out of `image`, then resizes it to `out_h × out_w` with Pillow's antialiased bilinear
+/// filter, as torchvision's `resized_crop` does on a PIL image: pixels outside the region never contribute.
 pub fn resize_region(
     image: &RgbImage,
     region: Region,
@@ -558,33 +559,35 @@ pub fn resize_region(
     resizer: &mut Resizer,
 ) -> Result<RgbImage, DataError> {
     let (width, height) = image.dimensions();
+    let resize_error = |error: String| DataError::image("<resize>", error);
     if region == Region::whole(height, width) && (out_h, out_w) == (height, width) {
         return Ok(image.clone());
     }
     let source = ImageRef::new(width, height, image.as_raw(), PixelType::U8x3)
-        .map_err(|error| DataError::image("<resize>", error.to_string()))?;
+        .map_err(|error| resize_error(error.to_string()))?;
+    let cropped = CroppedImage::new(&source, region.left, region.top, region.width, region.height)
+        .map_err(|error| resize_error(error.to_string()))?;
     let mut target = ResizeImage::new(out_w, out_h, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(
-            region.left as f64,
-            region.top as f64,
-            region.width as f64,
-            region.height as f64,
-        );
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     resizer
-        .resize(&source, &mut target, &options)
-        .map_err(|error| DataError::image("<resize>", error.to_string()))?;
+        .resize(&cropped, &mut target, &options)
+        .map_err(|error| resize_error(error.to_string()))?;
     RgbImage::from_raw(out_w, out_h, target.into_vec())
-        .ok_or_else(|| DataError::image("<resize>", "resizer returned a buffer of the wrong size"))
+        .ok_or_else(|| resize_error("resizer returned a buffer of the wrong size".into()))
 }
 
-/// `CenterCrop`: offsets rounded half to even as torchvision's `int(round(...))`; a crop larger than the
-/// image is padded with black, as torchvision pads.
+/// `CenterCrop`: offsets rounded half to even as torchvision's `int(round(...))`; along a side where the
+/// crop is larger than the image, the image is padded with black, the odd pixel going right or bottom.
 pub fn center_crop(image: &RgbImage, crop_h: u32, crop_w: u32) -> RgbImage {
     let (width, height) = image.dimensions();
-    let top = ((height as f64 - crop_h as f64) / 2.0).round_ties_even() as i64;
-    let left = ((width as f64 - crop_w as f64) / 2.0).round_ties_even() as i64;
+    let offset = |size: u32, crop: u32| -> i64 {
+        if crop > size {
+            -(((crop - size) / 2) as i64)
+        } else {
+            ((size - crop) as f64 / 2.0).round_ties_even() as i64
+        }
+    };
+    let (top, left) = (offset(height, crop_h), offset(width, crop_w));
     RgbImage::from_fn(crop_w, crop_h, |x, y| {
         let (sx, sy) = (left + x as i64, top + y as i64);
         if sx >= 0 && sy >= 0 && (sx as u32) < width && (sy as u32) < height {

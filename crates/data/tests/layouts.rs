@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use ftcal_data::check::check;
 use ftcal_data::{DataConfig, ProblemKind};
 use image::{ImageFormat, RgbImage};
+use serde::Deserialize as _;
 
 fn write_image(path: &Path, format: ImageFormat, seed: u32) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -434,4 +435,34 @@ fn random_class_split() {
     assert_eq!(a.absent().len(), 6);
 }
 
-use serde::Deserialize as _;
+/// The lists say `Real_World/…`; Office-Home's zip unpacks `Real World/…`. The list still resolves.
+#[test]
+fn list_paths_find_the_real_world_folder_with_a_space() {
+    let dir = tempfile::tempdir().unwrap();
+    write_image(
+        &dir.path().join("Real World/Drill/00001.jpg"),
+        ImageFormat::Jpeg,
+        1,
+    );
+    write_image(
+        &dir.path().join("Real World/Bottle/00001.jpg"),
+        ImageFormat::Jpeg,
+        2,
+    );
+    let list = dir.path().join("list.txt");
+    fs::write(
+        &list,
+        "Real_World/Drill/00001.jpg 0\nReal_World/Bottle/00001.jpg 2\n",
+    )
+    .unwrap();
+    let config = parse(&format!(
+        "[data.target]\nkind = \"image_list\"\nroot = \"{0}\"\ntrain = \"{1}\"\ntest = \"{1}\"\nclass_names = \"office_home\"\n\
+         [data.classes]\npreset = \"office_home.source_art\"\n",
+        toml_path(dir.path()),
+        toml_path(&list)
+    ));
+    let data = config.open("data").unwrap();
+    assert!(data.target.problems.is_empty(), "{:?}", data.target.problems);
+    assert_eq!(data.target.train.labels(), vec![0, 2]);
+    assert_eq!(data.target.train.load(1).unwrap().dimensions(), (24, 18));
+}

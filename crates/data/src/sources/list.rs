@@ -1,6 +1,6 @@
 //! `image_list`: the reference code's list files, one `relative/path label` a line.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
 
 use crate::DataError;
@@ -34,6 +34,7 @@ pub fn read_list(
     };
     let mut samples = Vec::new();
     let mut seen = HashSet::new();
+    let mut aliases = DomainAliases::new(root);
     for (index, raw) in text.lines().enumerate() {
         let line = index + 1;
         let entry = raw.trim();
@@ -63,6 +64,8 @@ pub fn read_list(
             ));
             continue;
         }
+        let relative = aliases.rewrite(relative);
+        let relative = relative.as_str();
         let path = match resolve(root, canonical_root.as_deref(), relative) {
             Ok(path) => path,
             Err((kind, message)) => {
@@ -147,5 +150,44 @@ pub(crate) fn resolve(
             ProblemKind::MissingFile,
             format!("{} does not exist", path.display()),
         )),
+    }
+}
+
+/// Lists name a domain folder `Real_World`; Office-Home's zip unpacks it as `Real World`. When the first
+/// folder of a listed path does not exist under the root, a folder whose name differs only in case,
+/// spaces or hyphens stands in for it.
+struct DomainAliases<'a> {
+    root: &'a Path,
+    known: HashMap<String, Option<String>>,
+}
+
+impl<'a> DomainAliases<'a> {
+    fn new(root: &'a Path) -> Self {
+        Self {
+            root,
+            known: HashMap::new(),
+        }
+    }
+
+    fn rewrite(&mut self, relative: &str) -> String {
+        let Some((first, rest)) = relative.split_once('/') else {
+            return relative.to_string();
+        };
+        let root = self.root;
+        let alias = self.known.entry(first.to_string()).or_insert_with(|| {
+            if root.join(first).exists() {
+                return None;
+            }
+            let wanted = super::folder::normalise_name(first);
+            super::folder::subfolders(root)
+                .ok()?
+                .into_iter()
+                .find(|(name, _)| super::folder::normalise_name(name) == wanted)
+                .map(|(name, _)| name)
+        });
+        match alias {
+            Some(folder) => format!("{folder}/{rest}"),
+            None => relative.to_string(),
+        }
     }
 }

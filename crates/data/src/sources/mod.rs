@@ -273,6 +273,15 @@ impl DatasetConfig {
             DatasetConfig::Vtab1k(config) => {
                 let root = expand_home(&config.root);
                 let task = vtab_task(&config.task, &format!("{key}.task"))?;
+                if !root.is_dir() {
+                    return Err(DataError::config(
+                        format!("{key}.root"),
+                        format!(
+                            "{} is not a folder; point it at the folder of the VTAB-1k task folders",
+                            root.display()
+                        ),
+                    ));
+                }
                 let policy = policy(config.allow_outside_root);
                 let train = vtab::read_vtab_split(&root, task, &config.train, policy, &mut problems)?;
                 let test = vtab::read_vtab_split(&root, task, &config.test, policy, &mut problems)?;
