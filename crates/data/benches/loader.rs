@@ -76,7 +76,14 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for index in 0..set.len() {
                 let image = set.load(index).unwrap();
-                pipeline.apply(&image, &mut sample_rng(0, 0, index as u64), &mut resizer, &mut out).unwrap();
+                pipeline
+                    .apply(
+                        &image,
+                        &mut sample_rng(0, 0, index as u64),
+                        &mut resizer,
+                        &mut out,
+                    )
+                    .unwrap();
             }
         });
     });

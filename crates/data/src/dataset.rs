@@ -147,16 +147,6 @@ pub struct Dataset {
     pub problems: Vec<Problem>,
 }
 
-impl Dataset {
-    /// An error for the first problem that makes the dataset unusable, if any.
-    pub fn first_error(&self) -> Option<DataError> {
-        self.problems
-            .iter()
-            .find(|problem| problem.kind.is_fatal())
-            .map(Problem::to_error)
-    }
-}
-
 /// What kind of problem a data check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ProblemKind {

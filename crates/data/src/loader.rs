@@ -44,7 +44,8 @@ pub struct LoaderSettings {
     /// Batches each worker may have ready ahead of the consumer.
     #[serde(default = "default_prefetch")]
     pub prefetch: usize,
-    /// Keep every decoded image in memory after its first use (for datasets that fit).
+    /// Keep every image in memory after its first use (for datasets that fit), decoded and put through
+    /// the pipeline's leading deterministic steps (the evaluation resize), so later epochs skip both.
     #[serde(default)]
     pub cache: bool,
     /// `"error"` or `"skip"`.
@@ -345,16 +346,24 @@ fn run_worker(
     }
 }
 
-fn load_image(shared: &Shared, sample: usize) -> Result<Arc<RgbImage>, DataError> {
+/// The image of `sample` and how many pipeline steps have already run on it: with the cache on, the
+/// cache keeps the output of the pipeline's deterministic prefix (decoded and, for evaluation, resized).
+fn load_image(
+    shared: &Shared,
+    sample: usize,
+    resizer: &mut Resizer,
+) -> Result<(Arc<RgbImage>, usize), DataError> {
     match &shared.cache {
         Some(cache) => {
+            let prefix = shared.pipeline.deterministic_prefix();
             if let Some(image) = cache[sample].get() {
-                return Ok(image.clone());
+                return Ok((image.clone(), prefix));
             }
-            let image = shared.set.load(sample)?;
-            Ok(cache[sample].get_or_init(|| image).clone())
+            let decoded = Arc::unwrap_or_clone(shared.set.load(sample)?);
+            let image = Arc::new(shared.pipeline.apply_prefix(decoded, prefix, resizer)?);
+            Ok((cache[sample].get_or_init(|| image).clone(), prefix))
         }
-        None => shared.set.load(sample),
+        None => Ok((shared.set.load(sample)?, 0)),
     }
 }
 
@@ -372,8 +381,8 @@ fn build_batch(shared: &Shared, draws: &[Draw], resizer: &mut Resizer) -> Result
     };
     for draw in draws {
         let sample = &shared.set.samples[draw.sample];
-        let image = match load_image(shared, draw.sample) {
-            Ok(image) => image,
+        let (image, steps_done) = match load_image(shared, draw.sample, resizer) {
+            Ok(loaded) => loaded,
             Err(error) if shared.on_corrupt == OnCorrupt::Skip => {
                 batch.skipped.push(format!("{}: {error}", sample.describe()));
                 continue;
@@ -390,7 +399,8 @@ fn build_batch(shared: &Shared, draws: &[Draw], resizer: &mut Resizer) -> Result
         };
         let slot = batch.labels.len() * per_image;
         let mut rng = sample_rng(shared.seed, draw.pass, draw.sample as u64);
-        shared.pipeline.apply(
+        shared.pipeline.apply_from(
+            steps_done,
             &image,
             &mut rng,
             resizer,

@@ -264,9 +264,50 @@ impl Pipeline {
         &self.steps
     }
 
+    /// Number of leading steps that draw nothing and touch only geometry (e.g. `paper_eval`'s resize):
+    /// their output is the same every epoch, so the loader's cache can keep it instead of the decoded image.
+    pub fn deterministic_prefix(&self) -> usize {
+        self.steps[..self.colour_start]
+            .iter()
+            .take_while(|step| !step.is_random())
+            .count()
+    }
+
+    /// Runs the first `steps` steps, which must be deterministic (see [`Pipeline::deterministic_prefix`]).
+    pub fn apply_prefix(
+        &self,
+        image: RgbImage,
+        steps: usize,
+        resizer: &mut Resizer,
+    ) -> Result<RgbImage, DataError> {
+        assert!(
+            steps <= self.deterministic_prefix(),
+            "only deterministic steps can be run ahead"
+        );
+        // Deterministic steps draw nothing; the generator is only there to satisfy the signature.
+        let mut no_draws = ChaCha8Rng::seed_from_u64(0);
+        let mut current = image;
+        for step in &self.steps[..steps] {
+            current = step.apply_geometric(&current, &mut no_draws, resizer)?;
+        }
+        Ok(current)
+    }
+
     /// Transforms `image` into `out`, a `[3, h, w]` slice, drawing from `rng`.
     pub fn apply(
         &self,
+        image: &RgbImage,
+        rng: &mut impl Rng,
+        resizer: &mut Resizer,
+        out: &mut [f32],
+    ) -> Result<(), DataError> {
+        self.apply_from(0, image, rng, resizer, out)
+    }
+
+    /// Transforms `image`, on which the first `first_step` steps have already run, into `out`.
+    pub fn apply_from(
+        &self,
+        first_step: usize,
         image: &RgbImage,
         rng: &mut impl Rng,
         resizer: &mut Resizer,
@@ -279,7 +320,7 @@ impl Pipeline {
             "output slice of the wrong size"
         );
         let mut current = std::borrow::Cow::Borrowed(image);
-        for step in &self.steps[..self.colour_start] {
+        for step in &self.steps[first_step.min(self.colour_start)..self.colour_start] {
             current = std::borrow::Cow::Owned(step.apply_geometric(&current, rng, resizer)?);
         }
         let (actual_width, actual_height) = current.dimensions();

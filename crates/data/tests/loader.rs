@@ -246,3 +246,62 @@ fn too_few_samples_for_one_batch_is_a_clear_error() {
     .to_string();
     assert!(error.contains("10 samples") && error.contains("batch"), "{error}");
 }
+
+/// The cache keeps images decoded and through the deterministic resize: later epochs read no file, and
+/// give the same batches as without the cache.
+#[test]
+fn the_cache_serves_later_epochs_without_reading_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let samples: Vec<Sample> = (0..6u8)
+        .map(|index| {
+            let path = dir.path().join(format!("{index}.png"));
+            RgbImage::from_fn(50, 40, |x, y| image::Rgb([index * 40, x as u8 * 5, y as u8 * 6]))
+                .save(&path)
+                .unwrap();
+            Sample {
+                origin: ImageOrigin::File(path),
+                label: index as usize % 2,
+                listed_at: None,
+            }
+        })
+        .collect();
+    let set = ImageSet {
+        name: "cached".into(),
+        samples,
+        memory: None,
+        num_classes: 2,
+    };
+    let cached = LoaderSettings {
+        cache: true,
+        ..settings(2)
+    };
+    for preset in ["digits_eval", "digits_train"] {
+        let plan = BatchPlan {
+            batch_size: 4,
+            shuffle: true,
+            drop_last: false,
+            iterations_per_epoch: None,
+        };
+        let uncached_epochs: Vec<Vec<ftcal_data::Batch>> = (0..2)
+            .map(|epoch| {
+                Loader::new(set.clone(), pipeline(preset), plan, 3, &settings(1))
+                    .unwrap()
+                    .epoch(epoch)
+                    .map(Result::unwrap)
+                    .collect()
+            })
+            .collect();
+        let loader = Loader::new(set.clone(), pipeline(preset), plan, 3, &cached).unwrap();
+        let first: Vec<_> = loader.epoch(0).map(Result::unwrap).collect();
+        assert_eq!(first, uncached_epochs[0], "{preset}");
+        if preset == "digits_train" {
+            for sample in &set.samples {
+                if let ImageOrigin::File(path) = &sample.origin {
+                    fs::remove_file(path).unwrap();
+                }
+            }
+        }
+        let second: Vec<_> = loader.epoch(1).map(Result::unwrap).collect();
+        assert_eq!(second, uncached_epochs[1], "{preset}");
+    }
+}

@@ -123,18 +123,6 @@ pub fn expand_home(path: &Path) -> PathBuf {
 }
 
 impl DatasetConfig {
-    /// The configured class count, if the dataset fixes it (VTAB task, Digits-2, an explicit count).
-    pub fn fixed_num_classes(&self) -> Option<usize> {
-        match self {
-            DatasetConfig::ImageList(config) => config.num_classes,
-            DatasetConfig::ImageFolder(_) => None,
-            DatasetConfig::Vtab1k(config) => {
-                vtab_task(&config.task, "task").ok().map(|task| task.num_classes)
-            }
-            DatasetConfig::Digits2(_) => Some(digits2::DIGIT_NAMES.len()),
-        }
-    }
-
     /// Lists the dataset. `key` is the config table (`data.target`); `default_num_classes` is the
     /// class preset's size, used when the dataset itself does not fix one.
     pub fn open(&self, key: &str, default_num_classes: Option<usize>) -> Result<Dataset, DataError> {
