@@ -112,5 +112,27 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Why the resize goes through fast_image_resize: the same antialiased bilinear 500×375 → 224×224 with
+/// the `image` crate's own resizer, which is Pillow-like too but scalar.
+fn resize_backends(c: &mut Criterion) {
+    let files = make_images(&bench_dir());
+    let image = image_set(&files[..1]).load(0).unwrap();
+    let mut group = c.benchmark_group("resize_500x375_to_224");
+    group.bench_function("fast_image_resize", |b| {
+        let mut resizer = Resizer::new();
+        let region = ftcal_data::transforms::Region {
+            top: 0,
+            left: 0,
+            height: HEIGHT,
+            width: WIDTH,
+        };
+        b.iter(|| ftcal_data::transforms::resize_region(&image, region, 224, 224, &mut resizer).unwrap());
+    });
+    group.bench_function("image_imageops", |b| {
+        b.iter(|| imageops::resize(image.as_ref(), 224, 224, imageops::FilterType::Triangle));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, resize_backends);
 criterion_main!(benches);
