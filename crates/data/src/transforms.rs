@@ -835,3 +835,91 @@ pub fn sample_rng(seed: u64, pass: u64, sample: u64) -> ChaCha8Rng {
     rng.set_word_pos((sample as u128) << 36);
     rng
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsv_round_trip_is_the_identity() {
+        for (r, g, b) in [
+            (0.2, 0.5, 0.9),
+            (1.0, 0.0, 0.0),
+            (0.3, 0.3, 0.3),
+            (0.0, 0.7, 0.7),
+            (0.9, 0.1, 0.6),
+        ] {
+            let (h, s, v) = rgb_to_hsv(r, g, b);
+            let (r2, g2, b2) = hsv_to_rgb(h, s, v);
+            assert!(
+                (r - r2).abs() < 1e-6 && (g - g2).abs() < 1e-6 && (b - b2).abs() < 1e-6,
+                "{r} {g} {b}"
+            );
+        }
+        // A full turn of hue changes nothing; half a turn of pure red is cyan.
+        assert_eq!(hsv_to_rgb(0.5, 1.0, 1.0), (0.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn shorter_side_resize_truncates_the_long_side() {
+        // torchvision: int(20 * 53 / 37) = 28.
+        assert_eq!(resize_output(ResizeTarget::ShorterSide(20), 37, 53), (20, 28));
+        assert_eq!(resize_output(ResizeTarget::ShorterSide(20), 53, 37), (28, 20));
+        assert_eq!(resize_output(ResizeTarget::Exact([7, 9]), 53, 37), (7, 9));
+    }
+
+    #[test]
+    fn invalid_pipelines_name_the_key_and_the_fix() {
+        let normalize = Step::Normalize {
+            mean: [0.5; 3],
+            std: [0.5; 3],
+        };
+        let flip = Step::HorizontalFlip { p: 0.5 };
+        let crop = Step::CenterCrop {
+            size: Size::Square(8),
+        };
+        let error = Pipeline::new(
+            vec![crop.clone(), normalize.clone(), flip.clone()],
+            "data.transforms.train",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("data.transforms.train") && error.contains("horizontal_flip comes after"),
+            "{error}"
+        );
+        let error = Pipeline::new(vec![flip, normalize], "k").unwrap_err().to_string();
+        assert!(error.contains("fixed size"), "{error}");
+        let jitter = Step::ColorJitter {
+            brightness: 0.2,
+            contrast: 0.0,
+            saturation: 0.0,
+            hue: 0.7,
+        };
+        let error = Pipeline::new(vec![crop, jitter], "k").unwrap_err().to_string();
+        assert!(error.contains("hue = 0.7"), "{error}");
+        let error = Pipeline::from_spec(&TransformSpec::Preset("paper".into()), "k")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("paper_train"), "{error}");
+    }
+
+    #[test]
+    fn jitter_draws_stay_in_their_ranges_and_permute_all_four() {
+        let mut rng = sample_rng(0, 0, 0);
+        let mut orders = std::collections::HashSet::new();
+        for _ in 0..500 {
+            let params = JitterParams::draw(0.3, 0.3, 0.3, 0.3, &mut rng);
+            let mut sorted = params.order;
+            sorted.sort();
+            assert_eq!(sorted, [0, 1, 2, 3]);
+            orders.insert(params.order);
+            for factor in [params.brightness, params.contrast, params.saturation] {
+                assert!((0.7..=1.3).contains(&factor.unwrap()));
+            }
+            assert!((-0.3..=0.3).contains(&params.hue.unwrap()));
+        }
+        assert_eq!(orders.len(), 24, "every order of the four operations occurs");
+        assert_eq!(JitterParams::draw(0.0, 0.0, 0.0, 0.0, &mut rng).brightness, None);
+    }
+}
