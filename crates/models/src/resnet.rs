@@ -1,0 +1,365 @@
+//! ResNet in the torchvision / timm layout (v1.5: the stride of a bottleneck is on its 3×3 convolution),
+//! with BatchNorm, and a small-input stem (3×3 convolution, no max-pool) for 32×32 images.
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+use crate::weights::{TimmWeights, WeightLoader, WeightWriter};
+
+/// A residual block type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// Two 3×3 convolutions (ResNet-18/34).
+    Basic,
+    /// 1×1, 3×3, 1×1 with 4× expansion (ResNet-50 and deeper).
+    Bottleneck,
+}
+
+impl BlockKind {
+    /// Output channels per block channel.
+    pub fn expansion(self) -> usize {
+        match self {
+            BlockKind::Basic => 1,
+            BlockKind::Bottleneck => 4,
+        }
+    }
+}
+
+/// The stem before the residual stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stem {
+    /// 7×7 convolution with stride 2, then a 3×3 max-pool with stride 2 (ImageNet models).
+    Imagenet,
+    /// 3×3 convolution with stride 1 and no max-pool, for 32×32 inputs.
+    Small,
+}
+
+/// A ResNet, fully described.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResNetConfig {
+    /// Block type.
+    pub block: BlockKind,
+    /// Blocks per stage, e.g. `[3, 4, 6, 3]` for ResNet-50.
+    pub layers: Vec<usize>,
+    /// Block channels per stage, e.g. `[64, 128, 256, 512]`.
+    #[serde(default = "default_channels")]
+    pub channels: Vec<usize>,
+    /// Output channels of the stem convolution.
+    #[serde(default = "default_stem_width")]
+    pub stem_width: usize,
+    /// Stem type.
+    #[serde(default = "default_stem")]
+    pub stem: Stem,
+    /// Number of classes of the head.
+    pub classes: usize,
+    /// Input height and width the model is meant for.
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+}
+
+fn default_channels() -> Vec<usize> {
+    vec![64, 128, 256, 512]
+}
+fn default_stem_width() -> usize {
+    64
+}
+fn default_stem() -> Stem {
+    Stem::Imagenet
+}
+fn default_image_size() -> usize {
+    224
+}
+
+impl ResNetConfig {
+    /// The torchvision / timm ResNet with `layers` blocks of `block`, 1000 classes.
+    pub fn standard(block: BlockKind, layers: [usize; 4]) -> Self {
+        Self {
+            block,
+            layers: layers.to_vec(),
+            channels: default_channels(),
+            stem_width: default_stem_width(),
+            stem: Stem::Imagenet,
+            classes: 1000,
+            image_size: 224,
+        }
+    }
+
+    /// Size of the pooled features: the last stage's channels times the block expansion.
+    pub fn feature_dim(&self) -> usize {
+        self.channels.last().copied().unwrap_or(0) * self.block.expansion()
+    }
+
+    /// Checks the sizes; `key` names the config table in errors.
+    pub fn validate(&self, key: &str) -> Result<(), ModelError> {
+        if self.layers.is_empty() || self.layers.len() != self.channels.len() {
+            return Err(ModelError::config(
+                format!("{key}.layers"),
+                format!(
+                    "{} stages of layers but {} of channels; give one channel count per stage",
+                    self.layers.len(),
+                    self.channels.len()
+                ),
+            ));
+        }
+        if self.layers.contains(&0) || self.channels.contains(&0) || self.stem_width == 0 {
+            return Err(ModelError::config(
+                key,
+                "layers, channels and stem_width must be positive",
+            ));
+        }
+        if self.classes == 0 {
+            return Err(ModelError::config(format!("{key}.classes"), "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// A freshly initialised model (Kaiming-normal convolutions, BatchNorm at identity, as torchvision).
+    pub fn init(&self, device: &Device) -> ResNet {
+        let conv = |channels: [usize; 2], kernel: usize, stride: usize| {
+            Conv2dConfig::new(channels, [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(
+                    kernel / 2,
+                    kernel / 2,
+                    kernel / 2,
+                    kernel / 2,
+                ))
+                .with_bias(false)
+                .with_initializer(Initializer::KaimingNormal {
+                    gain: 2f64.sqrt(),
+                    fan_out_only: true,
+                })
+                .init(device)
+        };
+        let norm = |features: usize| BatchNormConfig::new(features).init(device);
+        let (stem_kernel, stem_stride) = match self.stem {
+            Stem::Imagenet => (7, 2),
+            Stem::Small => (3, 1),
+        };
+        let mut in_channels = self.stem_width;
+        let mut stages = Vec::new();
+        for (stage, (&blocks, &channels)) in self.layers.iter().zip(&self.channels).enumerate() {
+            let out_channels = channels * self.block.expansion();
+            let mut stage_blocks = Vec::new();
+            for index in 0..blocks {
+                let stride = if stage > 0 && index == 0 { 2 } else { 1 };
+                let downsample = (stride != 1 || in_channels != out_channels).then(|| Downsample {
+                    conv: conv([in_channels, out_channels], 1, stride),
+                    bn: norm(out_channels),
+                });
+                let block = match self.block {
+                    BlockKind::Basic => Block {
+                        conv1: conv([in_channels, channels], 3, stride),
+                        bn1: norm(channels),
+                        conv2: conv([channels, channels], 3, 1),
+                        bn2: norm(channels),
+                        conv3: None,
+                        bn3: None,
+                        downsample,
+                    },
+                    BlockKind::Bottleneck => Block {
+                        conv1: conv([in_channels, channels], 1, 1),
+                        bn1: norm(channels),
+                        conv2: conv([channels, channels], 3, stride),
+                        bn2: norm(channels),
+                        conv3: Some(conv([channels, out_channels], 1, 1)),
+                        bn3: Some(norm(out_channels)),
+                        downsample,
+                    },
+                };
+                stage_blocks.push(block);
+                in_channels = out_channels;
+            }
+            stages.push(stage_blocks);
+        }
+        ResNet {
+            conv1: conv([3, self.stem_width], stem_kernel, stem_stride),
+            bn1: norm(self.stem_width),
+            max_pool: self.stem == Stem::Imagenet,
+            stages,
+            fc: LinearConfig::new(self.feature_dim(), self.classes).init(device),
+        }
+    }
+}
+
+/// The 1×1 convolution and BatchNorm that match a block's shortcut to its output (`downsample.0/1`).
+#[derive(Module, Debug)]
+pub struct Downsample {
+    /// `downsample.0`.
+    pub conv: Conv2d,
+    /// `downsample.1`.
+    pub bn: BatchNorm,
+}
+
+/// A basic or bottleneck residual block.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// First convolution (3×3 basic, 1×1 bottleneck).
+    pub conv1: Conv2d,
+    /// Its BatchNorm.
+    pub bn1: BatchNorm,
+    /// Second convolution (3×3).
+    pub conv2: Conv2d,
+    /// Its BatchNorm.
+    pub bn2: BatchNorm,
+    /// Third convolution (bottleneck only, 1×1).
+    pub conv3: Option<Conv2d>,
+    /// Its BatchNorm.
+    pub bn3: Option<BatchNorm>,
+    /// Shortcut projection, where the shape changes.
+    pub downsample: Option<Downsample>,
+}
+
+impl Block {
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let shortcut = match &self.downsample {
+            Some(downsample) => downsample.bn.forward(downsample.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let out = relu(self.bn1.forward(self.conv1.forward(x)));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = match (&self.conv3, &self.bn3) {
+            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
+            _ => out,
+        };
+        relu(out + shortcut)
+    }
+}
+
+impl TimmWeights for Block {
+    fn load_weights(mut self, prefix: &str, loader: &mut WeightLoader<'_>) -> Self {
+        self.conv1 = self.conv1.load_weights(&format!("{prefix}.conv1"), loader);
+        self.bn1 = self.bn1.load_weights(&format!("{prefix}.bn1"), loader);
+        self.conv2 = self.conv2.load_weights(&format!("{prefix}.conv2"), loader);
+        self.bn2 = self.bn2.load_weights(&format!("{prefix}.bn2"), loader);
+        self.conv3 = self
+            .conv3
+            .map(|conv| conv.load_weights(&format!("{prefix}.conv3"), loader));
+        self.bn3 = self
+            .bn3
+            .map(|bn| bn.load_weights(&format!("{prefix}.bn3"), loader));
+        self.downsample = self.downsample.map(|downsample| Downsample {
+            conv: downsample
+                .conv
+                .load_weights(&format!("{prefix}.downsample.0"), loader),
+            bn: downsample
+                .bn
+                .load_weights(&format!("{prefix}.downsample.1"), loader),
+        });
+        self
+    }
+
+    fn save_weights(&self, prefix: &str, writer: &mut WeightWriter) {
+        self.conv1.save_weights(&format!("{prefix}.conv1"), writer);
+        self.bn1.save_weights(&format!("{prefix}.bn1"), writer);
+        self.conv2.save_weights(&format!("{prefix}.conv2"), writer);
+        self.bn2.save_weights(&format!("{prefix}.bn2"), writer);
+        if let (Some(conv3), Some(bn3)) = (&self.conv3, &self.bn3) {
+            conv3.save_weights(&format!("{prefix}.conv3"), writer);
+            bn3.save_weights(&format!("{prefix}.bn3"), writer);
+        }
+        if let Some(downsample) = &self.downsample {
+            downsample
+                .conv
+                .save_weights(&format!("{prefix}.downsample.0"), writer);
+            downsample
+                .bn
+                .save_weights(&format!("{prefix}.downsample.1"), writer);
+        }
+    }
+}
+
+/// A ResNet: stem, residual stages (timm's `layer1` … `layer4`), global average pool, linear head `fc`.
+#[derive(Module, Debug)]
+pub struct ResNet {
+    /// Stem convolution.
+    pub conv1: Conv2d,
+    /// Stem BatchNorm.
+    pub bn1: BatchNorm,
+    /// Whether the stem ends in a 3×3, stride-2 max-pool.
+    pub max_pool: bool,
+    /// The residual stages.
+    pub stages: Vec<Vec<Block>>,
+    /// The linear head.
+    pub fc: Linear,
+}
+
+impl ResNet {
+    /// Pooled penultimate features `[B, D]`.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        if self.max_pool {
+            x = max_pool2d(
+                x,
+                MaxPoolOptions::new([3, 3])
+                    .with_stride([2, 2])
+                    .with_padding([1, 1]),
+            );
+        }
+        for stage in &self.stages {
+            for block in stage {
+                x = block.forward(x);
+            }
+        }
+        let [batch, channels, _, _] = x.dims();
+        adaptive_avg_pool2d(x, [1, 1]).reshape([batch, channels])
+    }
+}
+
+impl TimmWeights for ResNet {
+    fn load_weights(mut self, prefix: &str, loader: &mut WeightLoader<'_>) -> Self {
+        let at = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
+        self.conv1 = self.conv1.load_weights(&at("conv1"), loader);
+        self.bn1 = self.bn1.load_weights(&at("bn1"), loader);
+        self.stages = self
+            .stages
+            .into_iter()
+            .enumerate()
+            .map(|(stage, blocks)| {
+                blocks
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, block)| {
+                        block.load_weights(&at(&format!("layer{}.{index}", stage + 1)), loader)
+                    })
+                    .collect()
+            })
+            .collect();
+        self.fc = self.fc.load_weights(&at("fc"), loader);
+        self
+    }
+
+    fn save_weights(&self, prefix: &str, writer: &mut WeightWriter) {
+        let at = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        };
+        self.conv1.save_weights(&at("conv1"), writer);
+        self.bn1.save_weights(&at("bn1"), writer);
+        for (stage, blocks) in self.stages.iter().enumerate() {
+            for (index, block) in blocks.iter().enumerate() {
+                block.save_weights(&at(&format!("layer{}.{index}", stage + 1)), writer);
+            }
+        }
+        self.fc.save_weights(&at("fc"), writer);
+    }
+}

@@ -1,0 +1,264 @@
+//! Each family against timm itself: tiny models built, initialised and run by
+//! scripts/make_model_fixtures.py (timm 1.0, torch 2.15), loaded here by timm's key names.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use ftcal_models::weights::HostData;
+use ftcal_models::{LoadOptions, ModelConfig, ModelError, TensorMap, registry};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models")
+}
+
+fn device() -> Device {
+    Device::flex()
+}
+
+fn floats(map: &TensorMap, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let tensor = &map.tensors[name];
+    match &tensor.data {
+        HostData::Float(values) => (tensor.shape.clone(), values.clone()),
+        HostData::Int(_) => panic!("{name} is not float"),
+    }
+}
+
+fn max_abs_diff(ours: Tensor<2>, expected: &[f32]) -> f32 {
+    let ours: Vec<f32> = ours.into_data().convert::<f32>().try_to_vec().unwrap();
+    assert_eq!(ours.len(), expected.len());
+    ours.iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Loads fixture `name` and checks features and logits against timm's to 1e-4.
+fn check_fixture(name: &str) {
+    let dir = fixtures();
+    let config = ModelConfig::read(&dir.join(format!("{name}.toml"))).unwrap();
+    let weights = TensorMap::read(&dir.join(format!("{name}.safetensors"))).unwrap();
+    let io = TensorMap::read(&dir.join(format!("{name}.io.safetensors"))).unwrap();
+    let (model, kept_head) = config
+        .init(&device())
+        .load_timm(&weights, LoadOptions::default(), &device())
+        .unwrap();
+    assert!(!kept_head);
+    let (shape, input) = floats(&io, "input");
+    let input = Tensor::<4>::from_data(
+        TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
+        &device(),
+    );
+    let features = model.features(input);
+    let logits = model.logits(features.clone());
+    let (_, expected_features) = floats(&io, "features");
+    let (_, expected_logits) = floats(&io, "logits");
+    let feature_error = max_abs_diff(features, &expected_features);
+    let logit_error = max_abs_diff(logits, &expected_logits);
+    assert!(
+        feature_error < 1e-4,
+        "{name}: features differ from timm's by {feature_error}"
+    );
+    assert!(
+        logit_error < 1e-4,
+        "{name}: logits differ from timm's by {logit_error}"
+    );
+}
+
+#[test]
+fn resnet_with_basic_blocks_matches_timm() {
+    check_fixture("resnet_basic");
+}
+
+#[test]
+fn resnet_with_bottlenecks_matches_timm() {
+    check_fixture("resnet_bottleneck");
+}
+
+#[test]
+fn resnet_with_the_small_stem_matches_pytorch() {
+    check_fixture("resnet_small_stem");
+}
+
+#[test]
+fn vit_matches_timm() {
+    check_fixture("vit_tiny_test");
+}
+
+#[test]
+fn clip_vit_matches_timm() {
+    check_fixture("vit_clip_test");
+}
+
+/// The full-size models have exactly timm's key names and shapes, so real checkpoints load.
+#[test]
+fn full_size_models_have_timms_keys_and_shapes() {
+    let text = std::fs::read_to_string(fixtures().join("full_size_keys.json")).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for name in ["resnet50", "vit_base_patch16_224", "vit_base_patch32_clip_224"] {
+        let entry = &expected[name];
+        let classes = entry["num_classes"].as_u64().unwrap() as usize;
+        let config = registry::model(name, "model")
+            .unwrap()
+            .config
+            .with_classes(classes);
+        let model = config.init(&device());
+        let ours: Vec<(String, Vec<usize>)> = model
+            .to_timm()
+            .tensors
+            .into_iter()
+            .map(|(key, tensor)| (key, tensor.shape))
+            .collect();
+        let mut theirs: Vec<(String, Vec<usize>)> = entry["keys"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(key, shape)| {
+                (
+                    key.clone(),
+                    shape
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.as_u64().unwrap() as usize)
+                        .collect(),
+                )
+            })
+            .collect();
+        theirs.sort();
+        assert_eq!(ours, theirs, "{name}");
+        let parameters: usize = ours
+            .iter()
+            .filter(|(key, _)| {
+                !entry["buffers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|b| b.as_str() == Some(key))
+            })
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum();
+        assert_eq!(
+            parameters as u64,
+            entry["num_parameters"].as_u64().unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// A `.pth` written by torch.save loads to the same tensors as its `.safetensors` twin.
+#[test]
+fn pytorch_state_dicts_load() {
+    let pth = TensorMap::read(&fixtures().join("resnet_basic.pth")).unwrap();
+    let safetensors = TensorMap::read(&fixtures().join("resnet_basic.safetensors")).unwrap();
+    assert_eq!(pth.tensors, safetensors.tensors);
+}
+
+/// A pickle that would run a shell command is refused; nothing runs.
+#[test]
+fn a_malicious_pickle_is_refused_without_running() {
+    let marker = Path::new("/tmp/ftcal-pwned");
+    let _ = std::fs::remove_file(marker);
+    for file in ["malicious.pth", "malicious_zip.pth"] {
+        let error = TensorMap::read(&fixtures().join(file)).unwrap_err().to_string();
+        assert!(
+            error.contains(file) && error.contains("never runs pickled code"),
+            "{error}"
+        );
+    }
+    assert!(!marker.exists(), "the pickle's command ran");
+}
+
+/// Missing, unexpected and mis-shaped keys are all named; a new head is allowed only on request.
+#[test]
+fn weights_that_do_not_fit_are_named_key_by_key() {
+    let dir = fixtures();
+    let config = ModelConfig::read(&dir.join("resnet_basic.toml")).unwrap();
+    let mut weights = TensorMap::read(&dir.join("resnet_basic.safetensors")).unwrap();
+    weights.tensors.remove("layer2.0.conv1.weight");
+    let extra = weights.tensors["bn1.bias"].clone();
+    weights.tensors.insert("layer9.0.conv1.weight".into(), extra);
+    let error = config
+        .init(&device())
+        .load_timm(&weights, LoadOptions::default(), &device())
+        .unwrap_err();
+    let ModelError::Mismatch { problems, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("missing key `layer2.0.conv1.weight` (expected shape [8, 4, 3, 3])"));
+    assert!(problems[1].contains("unexpected key `layer9.0.conv1.weight`"));
+
+    // A checkpoint with another class count: refused, unless a new head is asked for.
+    let weights = TensorMap::read(&dir.join("resnet_basic.safetensors")).unwrap();
+    let five_classes = config.clone().with_classes(5);
+    let error = five_classes
+        .init(&device())
+        .load_timm(&weights, LoadOptions::default(), &device())
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("`fc.weight` has shape [10, 32] in the file, the model expects [5, 32]")
+    );
+    let allow = LoadOptions {
+        allow_head_mismatch: true,
+    };
+    let (_, kept_head) = five_classes
+        .init(&device())
+        .load_timm(&weights, allow, &device())
+        .unwrap();
+    assert!(kept_head);
+}
+
+/// A truncated or lying file is an error, not a crash.
+#[test]
+fn truncated_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for source in ["resnet_basic.safetensors", "resnet_basic.pth"] {
+        let bytes = std::fs::read(fixtures().join(source)).unwrap();
+        let cut = dir.path().join(source);
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let error = TensorMap::read(&cut).unwrap_err().to_string();
+        assert!(error.contains(source), "{error}");
+    }
+    // A safetensors header that claims more data than the file has.
+    let lying = dir.path().join("lying.safetensors");
+    let header = br#"{"w":{"dtype":"F32","shape":[1000000],"data_offsets":[0,4000000]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&[0; 16]);
+    std::fs::write(&lying, bytes).unwrap();
+    assert!(TensorMap::read(&lying).is_err());
+}
+
+/// Saved models reload to the same function, and the file is timm-named with the config inside.
+#[test]
+fn saved_models_reload_identically() {
+    let dir = fixtures();
+    let config = ModelConfig::read(&dir.join("vit_clip_test.toml")).unwrap();
+    let weights = TensorMap::read(&dir.join("vit_clip_test.safetensors")).unwrap();
+    let (model, _) = config
+        .init(&device())
+        .load_timm(&weights, LoadOptions::default(), &device())
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = out.path().join("model.safetensors");
+    model.save(&config, &path).unwrap();
+    let reread = TensorMap::read(&path).unwrap();
+    assert_eq!(
+        reread.tensors, weights.tensors,
+        "the exported state dict is timm's"
+    );
+    let (again, _) = config
+        .init(&device())
+        .load_timm(&reread, LoadOptions::default(), &device())
+        .unwrap();
+    let input = Tensor::<4>::random(
+        [2, 3, 32, 32],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &device(),
+    );
+    let a: Vec<f32> = model.forward(input.clone()).into_data().try_to_vec().unwrap();
+    let b: Vec<f32> = again.forward(input).into_data().try_to_vec().unwrap();
+    assert_eq!(a, b);
+}
