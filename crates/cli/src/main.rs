@@ -4,6 +4,7 @@
 mod calibrate;
 mod config;
 mod data;
+mod models;
 
 use std::process::ExitCode;
 
@@ -24,6 +25,9 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Datasets: `ftcal data check CONFIG` loads every image once and reports counts and problems.
     Data(data::DataArgs),
+    /// The registered models (names, parameters, input sizes); `ftcal models run` runs one on a tensor
+    /// file, to check converted weights against PyTorch.
+    Models(models::ModelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Calibrate(args) => calibrate::run(&args),
         Command::Data(args) => data::run(&args),
+        Command::Models(args) => models::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

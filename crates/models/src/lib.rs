@@ -9,6 +9,7 @@
 mod error;
 pub mod registry;
 pub mod resnet;
+mod settings;
 pub mod vit;
 pub mod weights;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ModelError;
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
+pub use settings::ModelSettings;
 pub use vit::{Activation, Vit, VitConfig};
 pub use weights::{LoadOptions, TensorMap, TimmWeights, WeightLoader, WeightWriter};
 
@@ -74,6 +76,49 @@ impl ModelConfig {
         match self {
             ModelConfig::Resnet(config) => config.feature_dim(),
             ModelConfig::Vit(config) => config.embed,
+        }
+    }
+
+    /// Number of trainable parameters (BatchNorm's running statistics are buffers, not counted).
+    pub fn num_params(&self) -> usize {
+        match self {
+            ModelConfig::Resnet(config) => {
+                let norm = |c: usize| 2 * c;
+                let stem_kernel = if config.stem == Stem::Imagenet { 7 } else { 3 };
+                let mut total = 3 * config.stem_width * stem_kernel * stem_kernel + norm(config.stem_width);
+                let mut in_channels = config.stem_width;
+                for (stage, (&blocks, &channels)) in config.layers.iter().zip(&config.channels).enumerate() {
+                    let out = channels * config.block.expansion();
+                    for index in 0..blocks {
+                        let stride = if stage > 0 && index == 0 { 2 } else { 1 };
+                        total += match config.block {
+                            BlockKind::Basic => {
+                                in_channels * channels * 9 + channels * channels * 9 + 2 * norm(channels)
+                            }
+                            BlockKind::Bottleneck => {
+                                in_channels * channels
+                                    + channels * channels * 9
+                                    + channels * out
+                                    + 2 * norm(channels)
+                                    + norm(out)
+                            }
+                        };
+                        if stride != 1 || in_channels != out {
+                            total += in_channels * out + norm(out);
+                        }
+                        in_channels = out;
+                    }
+                }
+                total + in_channels * config.classes + config.classes
+            }
+            ModelConfig::Vit(config) => {
+                let (e, h) = (config.embed, config.hidden());
+                let patch = 3 * config.patch * config.patch * e + if config.pre_norm { 0 } else { e };
+                let tokens = e + (config.num_patches() + 1) * e;
+                let block = 4 * e + (3 * e * e + 3 * e) + (e * e + e) + (e * h + h) + (h * e + e);
+                let norms = 2 * e + if config.pre_norm { 2 * e } else { 0 };
+                patch + tokens + config.depth * block + norms + e * config.classes + config.classes
+            }
         }
     }
 

@@ -262,3 +262,41 @@ fn saved_models_reload_identically() {
     let b: Vec<f32> = again.forward(input).into_data().try_to_vec().unwrap();
     assert_eq!(a, b);
 }
+
+/// The analytic parameter count agrees with the built models and with timm's full-size counts.
+#[test]
+fn parameter_counts() {
+    for name in [
+        "resnet_basic",
+        "resnet_bottleneck",
+        "resnet_small_stem",
+        "vit_tiny_test",
+        "vit_clip_test",
+    ] {
+        let config = ModelConfig::read(&fixtures().join(format!("{name}.toml"))).unwrap();
+        let weights = TensorMap::read(&fixtures().join(format!("{name}.safetensors"))).unwrap();
+        let timm: usize = weights
+            .tensors
+            .iter()
+            .filter(|(key, _)| {
+                !(key.ends_with("running_mean")
+                    || key.ends_with("running_var")
+                    || key.ends_with("num_batches_tracked"))
+            })
+            .map(|(_, tensor)| tensor.shape.iter().product::<usize>())
+            .sum();
+        assert_eq!(config.num_params(), timm, "{name}");
+    }
+    for (name, timm) in [("resnet50", 25_557_032), ("vit_base_patch16_224", 86_567_656)] {
+        assert_eq!(
+            registry::model(name, "model").unwrap().config.num_params(),
+            timm,
+            "{name}"
+        );
+    }
+    let clip = registry::model("vit_base_patch32_clip_224", "model")
+        .unwrap()
+        .config
+        .with_classes(1000);
+    assert_eq!(clip.num_params(), 88_225_000);
+}

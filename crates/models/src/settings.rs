@@ -1,0 +1,66 @@
+//! `[model]` of a run config: which architecture, which weights.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use serde::Deserialize;
+
+use crate::weights::{LoadOptions, TensorMap};
+use crate::{Model, ModelConfig, ModelError, registry};
+
+/// `[model]`: `arch = "resnet50"` (a registered name) or `arch = "path/to/model.toml"`, and the weights.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// A name of `ftcal models` (timm's), or a model TOML file describing the model fully.
+    pub arch: String,
+    /// Classes of the head (default: the architecture's, e.g. 1000 for ImageNet models).
+    pub classes: Option<usize>,
+    /// Input height and width (default: the architecture's).
+    pub image_size: Option<usize>,
+    /// A timm / torchvision `.safetensors` or `.pth` file, or an ftcal checkpoint; none: random weights.
+    pub weights: Option<PathBuf>,
+    /// Keep a fresh head when the file's head is missing or has another class count.
+    #[serde(default)]
+    pub allow_head_mismatch: bool,
+}
+
+impl ModelSettings {
+    /// The model's description; `key` names the config table (`model`) in errors.
+    pub fn config(&self, key: &str) -> Result<ModelConfig, ModelError> {
+        let mut config = if self.arch.ends_with(".toml") {
+            ModelConfig::read(&PathBuf::from(&self.arch))?
+        } else {
+            registry::model(&self.arch, &format!("{key}.arch"))?.config
+        };
+        if let Some(classes) = self.classes {
+            config = config.with_classes(classes);
+        }
+        if let Some(size) = self.image_size {
+            match &mut config {
+                ModelConfig::Resnet(resnet) => resnet.image_size = size,
+                ModelConfig::Vit(vit) => vit.image_size = size,
+            }
+        }
+        config.validate(key)?;
+        Ok(config)
+    }
+
+    /// Builds the model and loads its weights, if any. Returns the description, the model and whether
+    /// a fresh head was kept.
+    pub fn build(&self, key: &str, device: &Device) -> Result<(ModelConfig, Model, bool), ModelError> {
+        let config = self.config(key)?;
+        let model = config.init(device);
+        match &self.weights {
+            None => Ok((config, model, false)),
+            Some(path) => {
+                let map = TensorMap::read(path)?;
+                let options = LoadOptions {
+                    allow_head_mismatch: self.allow_head_mismatch,
+                };
+                let (model, kept_head) = model.load_timm(&map, options, device)?;
+                Ok((config, model, kept_head))
+            }
+        }
+    }
+}
