@@ -220,16 +220,27 @@ impl Model {
         }
     }
 
-    /// The ids of the parameters of `group`.
+    /// The ids of the trainable parameters of `group` (BatchNorm's running statistics excluded).
     pub fn param_ids(&self, group: ParamGroup) -> Vec<ParamId> {
         let mut head = ParamIds(Vec::new());
         self.head().visit(&mut head);
         match group {
             ParamGroup::Head => head.0,
             ParamGroup::Backbone => {
+                // Burn visits running statistics like parameters; they are buffers, never optimised.
+                let mut buffers = ParamIds(Vec::new());
+                if let Model::Resnet(model) = self {
+                    for norm in model.batch_norms() {
+                        norm.running_mean.visit(&mut buffers);
+                        norm.running_var.visit(&mut buffers);
+                    }
+                }
                 let mut all = ParamIds(Vec::new());
                 self.visit(&mut all);
-                all.0.into_iter().filter(|id| !head.0.contains(id)).collect()
+                all.0
+                    .into_iter()
+                    .filter(|id| !head.0.contains(id) && !buffers.0.contains(id))
+                    .collect()
             }
         }
     }
@@ -261,6 +272,21 @@ impl Model {
                 norm: model.norm.freeze(),
                 ..model
             }),
+        }
+    }
+
+    /// Sets every BatchNorm's mode: `false` normalises with the running statistics and leaves them
+    /// unchanged even while the rest of the model trains (the paper's "frozen BatchNorm" option).
+    pub fn with_batch_norm_training(self, training: bool) -> Self {
+        match self {
+            Model::Resnet(mut model) => {
+                for norm in model.batch_norms_mut() {
+                    norm.training = Param::from_bool(training);
+                }
+                Model::Resnet(model)
+            }
+            // timm's ViTs have no BatchNorm.
+            Model::Vit(model) => Model::Vit(model),
         }
     }
 

@@ -295,6 +295,28 @@ pub struct ResNet {
 }
 
 impl ResNet {
+    /// Every BatchNorm, stem first.
+    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut norms = vec![&self.bn1];
+        for block in self.stages.iter().flatten() {
+            norms.extend([&block.bn1, &block.bn2]);
+            norms.extend(block.bn3.as_ref());
+            norms.extend(block.downsample.as_ref().map(|downsample| &downsample.bn));
+        }
+        norms
+    }
+
+    /// Every BatchNorm, mutably.
+    pub fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut norms = vec![&mut self.bn1];
+        for block in self.stages.iter_mut().flatten() {
+            norms.extend([&mut block.bn1, &mut block.bn2]);
+            norms.extend(block.bn3.as_mut());
+            norms.extend(block.downsample.as_mut().map(|downsample| &mut downsample.bn));
+        }
+        norms
+    }
+
     /// Pooled penultimate features `[B, D]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(self.bn1.forward(self.conv1.forward(x)));

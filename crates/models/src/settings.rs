@@ -54,7 +54,7 @@ impl ModelSettings {
         match &self.weights {
             None => Ok((config, model, false)),
             Some(path) => {
-                let map = TensorMap::read(path)?;
+                let map = TensorMap::read(&expand_home(path))?;
                 let options = LoadOptions {
                     allow_head_mismatch: self.allow_head_mismatch,
                 };
@@ -62,5 +62,13 @@ impl ModelSettings {
                 Ok((config, model, kept_head))
             }
         }
+    }
+}
+
+/// Expands a leading `~/` to the home folder.
+fn expand_home(path: &std::path::Path) -> PathBuf {
+    match (path.strip_prefix("~"), std::env::var_os("HOME")) {
+        (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => path.to_path_buf(),
     }
 }

@@ -300,3 +300,79 @@ fn parameter_counts() {
         .with_classes(1000);
     assert_eq!(clip.num_params(), 88_225_000);
 }
+
+/// BatchNorm in eval mode alone: on a training (autodiff) device, it normalises with the loaded running
+/// statistics, exactly as in inference; in training mode it uses the batch's.
+#[test]
+fn batch_norm_can_be_put_in_eval_mode_alone() {
+    let dir = fixtures();
+    let config = ModelConfig::read(&dir.join("resnet_basic.toml")).unwrap();
+    let weights = TensorMap::read(&dir.join("resnet_basic.safetensors")).unwrap();
+    let io = TensorMap::read(&dir.join("resnet_basic.io.safetensors")).unwrap();
+    let (shape, input) = floats(&io, "input");
+    let (_, expected) = floats(&io, "logits");
+    let training_device = device().autodiff();
+    let input = Tensor::<4>::from_data(
+        TensorData::new(input, [shape[0], shape[1], shape[2], shape[3]]),
+        &training_device,
+    );
+    let (model, _) = config
+        .init(&training_device)
+        .load_timm(&weights, LoadOptions::default(), &training_device)
+        .unwrap();
+    let frozen = model.with_batch_norm_training(false);
+    assert!(max_abs_diff(frozen.forward(input.clone()), &expected) < 1e-4);
+    let training = frozen.with_batch_norm_training(true);
+    assert!(
+        max_abs_diff(training.forward(input), &expected) > 1e-2,
+        "batch statistics differ from running ones"
+    );
+}
+
+/// Parameter groups: the head is `fc.weight` and `fc.bias`; freezing a group stops its gradients only.
+#[test]
+fn parameter_groups_and_freezing() {
+    use ftcal_models::ParamGroup;
+    let config = ModelConfig::read(&fixtures().join("resnet_small_stem.toml")).unwrap();
+    let training_device = device().autodiff();
+    let model = config.init(&training_device);
+    assert_eq!(model.param_ids(ParamGroup::Head).len(), 2);
+    let backbone = model.param_ids(ParamGroup::Backbone);
+    // One id per weight and bias of timm's state dict, the head's two excepted.
+    let weights = TensorMap::read(&fixtures().join("resnet_small_stem.safetensors")).unwrap();
+    let trainable = weights
+        .tensors
+        .keys()
+        .filter(|key| key.ends_with(".weight") || key.ends_with(".bias"))
+        .count();
+    assert_eq!(backbone.len(), trainable - 2);
+    assert!(
+        !backbone
+            .iter()
+            .any(|id| model.param_ids(ParamGroup::Head).contains(id))
+    );
+
+    let input = Tensor::<4>::random(
+        [2, 3, 32, 32],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &training_device,
+    );
+    let frozen = model.freeze(ParamGroup::Backbone);
+    let grads = frozen.forward(input.clone()).sum().backward();
+    let ftcal_models::Model::Resnet(resnet) = &frozen else {
+        unreachable!()
+    };
+    assert!(resnet.fc.weight.grad(&grads).is_some(), "the head still learns");
+    assert!(
+        resnet.conv1.weight.grad(&grads).is_none(),
+        "the backbone is frozen"
+    );
+
+    let frozen_head = config.init(&training_device).freeze(ParamGroup::Head);
+    let grads = frozen_head.forward(input).sum().backward();
+    let ftcal_models::Model::Resnet(resnet) = &frozen_head else {
+        unreachable!()
+    };
+    assert!(resnet.fc.weight.grad(&grads).is_none());
+    assert!(resnet.conv1.weight.grad(&grads).is_some());
+}
