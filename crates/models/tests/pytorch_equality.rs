@@ -231,36 +231,43 @@ fn truncated_files_are_errors() {
     assert!(TensorMap::read(&lying).is_err());
 }
 
-/// Saved models reload to the same function, and the file is timm-named with the config inside.
+/// Saved models reload to the same function, and the file is timm's own state dict (BatchNorm's
+/// `num_batches_tracked` included) with the model's description inside.
 #[test]
 fn saved_models_reload_identically() {
     let dir = fixtures();
-    let config = ModelConfig::read(&dir.join("vit_clip_test.toml")).unwrap();
-    let weights = TensorMap::read(&dir.join("vit_clip_test.safetensors")).unwrap();
-    let (model, _) = config
-        .init(&device())
-        .load_timm(&weights, LoadOptions::default(), &device())
-        .unwrap();
-    let out = tempfile::tempdir().unwrap();
-    let path = out.path().join("model.safetensors");
-    model.save(&config, &path).unwrap();
-    let reread = TensorMap::read(&path).unwrap();
-    assert_eq!(
-        reread.tensors, weights.tensors,
-        "the exported state dict is timm's"
-    );
-    let (again, _) = config
-        .init(&device())
-        .load_timm(&reread, LoadOptions::default(), &device())
-        .unwrap();
-    let input = Tensor::<4>::random(
-        [2, 3, 32, 32],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        &device(),
-    );
-    let a: Vec<f32> = model.forward(input.clone()).into_data().try_to_vec().unwrap();
-    let b: Vec<f32> = again.forward(input).into_data().try_to_vec().unwrap();
-    assert_eq!(a, b);
+    for (name, size) in [("vit_clip_test", 32), ("resnet_bottleneck", 40)] {
+        let config = ModelConfig::read(&dir.join(format!("{name}.toml"))).unwrap();
+        let weights = TensorMap::read(&dir.join(format!("{name}.safetensors"))).unwrap();
+        let (model, _) = config
+            .init(&device())
+            .load_timm(&weights, LoadOptions::default(), &device())
+            .unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("model.safetensors");
+        model.save(&config, &path).unwrap();
+        let reread = TensorMap::read(&path).unwrap();
+        assert_eq!(
+            reread.tensors, weights.tensors,
+            "{name}: the exported state dict is timm's"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let description = &metadata.metadata().as_ref().unwrap()["ftcal_model"];
+        assert_eq!(toml::from_str::<ModelConfig>(description).unwrap(), config);
+        let (again, _) = config
+            .init(&device())
+            .load_timm(&reread, LoadOptions::default(), &device())
+            .unwrap();
+        let input = Tensor::<4>::random(
+            [2, 3, size, size],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device(),
+        );
+        let a: Vec<f32> = model.forward(input.clone()).into_data().try_to_vec().unwrap();
+        let b: Vec<f32> = again.forward(input).into_data().try_to_vec().unwrap();
+        assert_eq!(a, b, "{name}");
+    }
 }
 
 /// The analytic parameter count agrees with the built models and with timm's full-size counts.
