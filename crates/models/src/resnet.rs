@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
+use burn::tensor::module::{adaptive_avg_pool2d, batch_norm_train, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -223,13 +223,13 @@ pub struct Block {
 impl Block {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let shortcut = match &self.downsample {
-            Some(downsample) => downsample.bn.forward(downsample.conv.forward(x.clone())),
+            Some(downsample) => batch_norm(&downsample.bn, downsample.conv.forward(x.clone())),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let out = batch_norm(&self.bn2, self.conv2.forward(out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => bn3.forward(conv3.forward(relu(out))),
+            (Some(conv3), Some(bn3)) => batch_norm(bn3, conv3.forward(relu(out))),
             _ => out,
         };
         relu(out + shortcut)
@@ -319,7 +319,7 @@ impl ResNet {
 
     /// Pooled penultimate features `[B, D]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(x)));
+        let mut x = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
         if self.max_pool {
             x = max_pool2d(
                 x,
@@ -384,4 +384,37 @@ impl TimmWeights for ResNet {
         }
         self.fc.save_weights(&at("fc"), writer);
     }
+}
+
+/// BatchNorm as PyTorch's: in training mode the running variance is updated with the *unbiased* batch
+/// variance (n / (n − 1) over the n = B·H·W values of a channel), where burn's own layer uses the biased
+/// one; otherwise it is burn's layer unchanged.
+pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
+    if !(x.device().is_autodiff() && norm.training.is_enabled()) {
+        return norm.forward(x);
+    }
+    let [batch, _, height, width] = x.dims();
+    let count = (batch * height * width) as f64;
+    let result = batch_norm_train(x, norm.gamma.val(), norm.beta.val(), norm.epsilon);
+    let unbiased = result.variance.mul_scalar(count / (count - 1.0).max(1.0));
+    let device = result.output.device();
+    let momentum = norm.momentum;
+    let running_mean = norm
+        .running_mean
+        .value_sync()
+        .to_device(&device)
+        .mul_scalar(1.0 - momentum);
+    let running_var = norm
+        .running_var
+        .value_sync()
+        .to_device(&device)
+        .mul_scalar(1.0 - momentum);
+    norm.running_mean.update(
+        running_mean
+            .add(result.mean.detach().mul_scalar(momentum))
+            .detach(),
+    );
+    norm.running_var
+        .update(running_var.add(unbiased.detach().mul_scalar(momentum)).detach());
+    result.output
 }

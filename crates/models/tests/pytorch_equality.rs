@@ -383,3 +383,32 @@ fn parameter_groups_and_freezing() {
     assert!(resnet.fc.weight.grad(&grads).is_none());
     assert!(resnet.conv1.weight.grad(&grads).is_some());
 }
+
+/// In training mode BatchNorm updates its running statistics as PyTorch does: momentum 0.1, and the
+/// unbiased variance of each channel's B·H·W values (burn's own layer uses the biased one).
+#[test]
+fn batch_norm_running_statistics_follow_pytorch() {
+    let training_device = device().autodiff();
+    let norm = burn::nn::BatchNormConfig::new(2).init(&training_device);
+    let values: Vec<f32> = (0..2 * 2 * 3 * 3)
+        .map(|i| ((i * 37 % 11) as f32 - 4.0) * 0.5)
+        .collect();
+    let x = Tensor::<4>::from_data(TensorData::new(values.clone(), [2, 2, 3, 3]), &training_device);
+    let _ = ftcal_models::resnet::batch_norm(&norm, x);
+    let running_mean: Vec<f32> = norm.running_mean.value_sync().into_data().try_to_vec().unwrap();
+    let running_var: Vec<f32> = norm.running_var.value_sync().into_data().try_to_vec().unwrap();
+    for channel in 0..2 {
+        let values = &values;
+        let channel_values: Vec<f64> = (0..2)
+            .flat_map(|b| (0..9).map(move |i| values[(b * 2 + channel) * 9 + i] as f64))
+            .collect();
+        let n = channel_values.len() as f64;
+        let mean = channel_values.iter().sum::<f64>() / n;
+        let unbiased = channel_values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+        assert!((running_mean[channel] as f64 - 0.1 * mean).abs() < 1e-6);
+        assert!(
+            (running_var[channel] as f64 - (0.9 + 0.1 * unbiased)).abs() < 1e-5,
+            "channel {channel}"
+        );
+    }
+}
