@@ -11,7 +11,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
-use crate::weights::{TimmWeights, WeightLoader, WeightWriter};
+use crate::weights::{TimmWeights, WeightLoader, WeightWriter, key};
 
 /// A residual block type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,13 +340,7 @@ impl ResNet {
 
 impl TimmWeights for ResNet {
     fn load_weights(mut self, prefix: &str, loader: &mut WeightLoader<'_>) -> Self {
-        let at = |name: &str| {
-            if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}.{name}")
-            }
-        };
+        let at = |name: &str| key(prefix, name);
         self.conv1 = self.conv1.load_weights(&at("conv1"), loader);
         self.bn1 = self.bn1.load_weights(&at("bn1"), loader);
         self.stages = self
@@ -368,13 +362,7 @@ impl TimmWeights for ResNet {
     }
 
     fn save_weights(&self, prefix: &str, writer: &mut WeightWriter) {
-        let at = |name: &str| {
-            if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}.{name}")
-            }
-        };
+        let at = |name: &str| key(prefix, name);
         self.conv1.save_weights(&at("conv1"), writer);
         self.bn1.save_weights(&at("bn1"), writer);
         for (stage, blocks) in self.stages.iter().enumerate() {

@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
-use crate::weights::{TimmWeights, WeightLoader, WeightWriter};
+use crate::weights::{TimmWeights, WeightLoader, WeightWriter, key};
 
 /// The MLP's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,13 +279,7 @@ impl Vit {
 
 impl TimmWeights for Vit {
     fn load_weights(mut self, prefix: &str, loader: &mut WeightLoader<'_>) -> Self {
-        let at = |name: &str| {
-            if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}.{name}")
-            }
-        };
+        let at = |name: &str| key(prefix, name);
         self.patch_embed = self.patch_embed.load_weights(&at("patch_embed.proj"), loader);
         self.cls_token = loader.param(&at("cls_token"), self.cls_token);
         self.pos_embed = loader.param(&at("pos_embed"), self.pos_embed);
@@ -304,13 +298,7 @@ impl TimmWeights for Vit {
     }
 
     fn save_weights(&self, prefix: &str, writer: &mut WeightWriter) {
-        let at = |name: &str| {
-            if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}.{name}")
-            }
-        };
+        let at = |name: &str| key(prefix, name);
         self.patch_embed.save_weights(&at("patch_embed.proj"), writer);
         writer.put(&at("cls_token"), self.cls_token.val());
         writer.put(&at("pos_embed"), self.pos_embed.val());

@@ -85,45 +85,24 @@ impl TensorMap {
         let mut tensors = BTreeMap::new();
         for (name, view) in file.tensors() {
             let raw = view.data();
-            let data = match view.dtype() {
-                Dtype::F32 => HostData::Float(
-                    raw.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-                Dtype::F64 => HostData::Float(
-                    raw.chunks_exact(8)
-                        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                        .collect(),
-                ),
-                Dtype::F16 => HostData::Float(
-                    raw.chunks_exact(2)
-                        .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                        .collect(),
-                ),
-                Dtype::BF16 => HostData::Float(
-                    raw.chunks_exact(2)
-                        .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                        .collect(),
-                ),
-                Dtype::I64 => HostData::Int(
-                    raw.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                        .collect(),
-                ),
-                Dtype::I32 => HostData::Int(
-                    raw.chunks_exact(4)
-                        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
-                        .collect(),
-                ),
-                other => {
-                    return Err(ModelError::file(
-                        origin,
-                        format!(
-                            "tensor `{name}` has dtype {other:?}; weights must be float (or integer counters)"
-                        ),
-                    ));
-                }
+            use burn::store::pytorch_reader::DType;
+            let dtype = match view.dtype() {
+                Dtype::F32 => Some(DType::F32),
+                Dtype::F64 => Some(DType::F64),
+                Dtype::F16 => Some(DType::F16),
+                Dtype::BF16 => Some(DType::BF16),
+                Dtype::I64 => Some(DType::I64),
+                Dtype::I32 => Some(DType::I32),
+                _ => None,
+            };
+            let Some(data) = dtype.and_then(|dtype| host_data(dtype, raw)) else {
+                return Err(ModelError::file(
+                    origin,
+                    format!(
+                        "tensor `{name}` has dtype {:?}; weights must be float (or integer counters)",
+                        view.dtype()
+                    ),
+                ));
             };
             tensors.insert(
                 name.clone(),
@@ -431,7 +410,8 @@ pub trait TimmWeights {
     fn save_weights(&self, prefix: &str, writer: &mut WeightWriter);
 }
 
-fn key(prefix: &str, name: &str) -> String {
+/// `prefix.name`, or `name` at the top level.
+pub(crate) fn key(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
         name.to_string()
     } else {

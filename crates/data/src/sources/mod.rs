@@ -122,6 +122,20 @@ pub fn expand_home(path: &Path) -> PathBuf {
     }
 }
 
+/// `root` with `~/` expanded, if it is a folder; otherwise an error on `{key}.root` saying what it
+/// should point at.
+fn existing_root(root: &Path, key: &str, what: &str) -> Result<PathBuf, DataError> {
+    let root = expand_home(root);
+    if root.is_dir() {
+        Ok(root)
+    } else {
+        Err(DataError::config(
+            format!("{key}.root"),
+            format!("{} is not a folder; point it at {what}", root.display()),
+        ))
+    }
+}
+
 impl DatasetConfig {
     /// Lists the dataset. `key` is the config table (`data.target`); `default_num_classes` is the
     /// class preset's size, used when the dataset itself does not fix one.
@@ -146,16 +160,7 @@ impl DatasetConfig {
         };
         match self {
             DatasetConfig::ImageList(config) => {
-                let root = expand_home(&config.root);
-                if !root.is_dir() {
-                    return Err(DataError::config(
-                        format!("{key}.root"),
-                        format!(
-                            "{} is not a folder; point it at the dataset's root",
-                            root.display()
-                        ),
-                    ));
-                }
+                let root = existing_root(&config.root, key, "the dataset's root")?;
                 let names = match &config.class_names {
                     Some(order) => Some(class_names(order, &root, &format!("{key}.class_names"))?),
                     None => None,
@@ -203,16 +208,7 @@ impl DatasetConfig {
                 })
             }
             DatasetConfig::ImageFolder(config) => {
-                let root = expand_home(&config.root);
-                if !root.is_dir() {
-                    return Err(DataError::config(
-                        format!("{key}.root"),
-                        format!(
-                            "{} is not a folder; point it at the dataset's root",
-                            root.display()
-                        ),
-                    ));
-                }
+                let root = existing_root(&config.root, key, "the dataset's root")?;
                 let base = match &config.domain {
                     Some(domain) => find_domain(&root, domain)?,
                     None => root.clone(),
@@ -259,17 +255,8 @@ impl DatasetConfig {
                 })
             }
             DatasetConfig::Vtab1k(config) => {
-                let root = expand_home(&config.root);
                 let task = vtab_task(&config.task, &format!("{key}.task"))?;
-                if !root.is_dir() {
-                    return Err(DataError::config(
-                        format!("{key}.root"),
-                        format!(
-                            "{} is not a folder; point it at the folder of the VTAB-1k task folders",
-                            root.display()
-                        ),
-                    ));
-                }
+                let root = existing_root(&config.root, key, "the folder of the VTAB-1k task folders")?;
                 let policy = policy(config.allow_outside_root);
                 let train = vtab::read_vtab_split(&root, task, &config.train, policy, &mut problems)?;
                 let test = vtab::read_vtab_split(&root, task, &config.test, policy, &mut problems)?;
