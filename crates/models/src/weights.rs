@@ -7,7 +7,6 @@
 //! refused as an unknown global instead of being executed.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Param, RunningState};
@@ -188,7 +187,8 @@ impl TensorMap {
         let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
         let bytes = safetensors::serialize(views, Some(metadata))
             .map_err(|error| ModelError::file(path, format!("cannot serialise: {error}")))?;
-        write_atomic(path, &bytes)
+        // One atomic writer for every result file of ftcal: temporary file, fsync, rename, mode 0644.
+        ftcal_eval::write_atomic(path, &bytes).map_err(|error| ModelError::file(path, error.to_string()))
     }
 }
 
@@ -228,26 +228,6 @@ fn host_data(dtype: burn::store::pytorch_reader::DType, raw: &[u8]) -> Option<Ho
         ),
         _ => return None,
     })
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder, so a crash never leaves a
-/// half-written file behind.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let fail = |error: std::io::Error| ModelError::file(path, format!("cannot write: {error}"));
-    let mut file = tempfile::NamedTempFile::new_in(folder).map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.as_file().sync_all().map_err(fail)?;
-    file.persist(path).map_err(|error| fail(error.error))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(fail)?;
-    }
-    Ok(())
 }
 
 /// How strictly weights must fit.
