@@ -1,6 +1,7 @@
 //! `ftcal`: the command line of ftcal. Each subcommand parses its arguments and calls the library crate
 //! that owns the work.
 
+mod backend;
 mod calibrate;
 mod config;
 mod data;
