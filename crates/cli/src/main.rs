@@ -6,6 +6,7 @@ mod calibrate;
 mod config;
 mod data;
 mod models;
+mod run;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The whole pipeline of a run config: source model, pre-trained evaluation, fine-tuning on S,
+    /// calibration and report. The same command resumes an interrupted run.
+    Run(run::RunArgs),
+    /// Recompute every metric and calibration of a run directory from its saved outputs.
+    Eval(run::EvalArgs),
     /// Metrics and post-hoc calibration (ALG, oracle γ*) of saved logits, from ftcal or any framework.
     Calibrate(calibrate::CalibrateArgs),
     /// Datasets: `ftcal data check CONFIG` loads every image once and reports counts and problems.
@@ -34,12 +40,14 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Calibrate(args) => calibrate::run(&args),
-        Command::Data(args) => data::run(&args),
-        Command::Models(args) => models::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Eval(args) => run::eval(&args),
+        Command::Calibrate(args) => calibrate::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Data(args) => data::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Models(args) => models::run(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE

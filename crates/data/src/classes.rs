@@ -3,7 +3,7 @@
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use ftcal_eval::ClassSplit;
 
@@ -11,7 +11,7 @@ use crate::DataError;
 use crate::presets::{ClassPreset, class_preset};
 
 /// The fine-tuning classes: a list, or a count drawn at random with `seed`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum FineTuningClasses {
     /// This many classes, drawn uniformly with `seed`; every other class is absent.
@@ -21,7 +21,7 @@ pub enum FineTuningClasses {
 }
 
 /// The class split in a config: a preset, explicit lists, or a random draw.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClassesConfig {
     /// A preset of `datasets/class-orders.toml`, e.g. `office_home.source_art`, `imagenet_r`.

@@ -1,6 +1,6 @@
 //! `[data]` of a run config: the source and target datasets, the class split, transforms and loader.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::classes::{ClassSplit, ClassesConfig};
@@ -10,7 +10,7 @@ use crate::sources::DatasetConfig;
 use crate::transforms::{Pipeline, TransformSpec};
 
 /// `[data]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// The source dataset (all classes), for a source model trained by ftcal; optional.
@@ -28,7 +28,7 @@ pub struct DataConfig {
 }
 
 /// `[data.transforms]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformsConfig {
     /// Training pipeline: a preset name or a list of steps (default `paper_train`).

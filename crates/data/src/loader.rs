@@ -17,14 +17,14 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::dataset::ImageSet;
 use crate::transforms::{Pipeline, sample_rng};
 
 /// What to do with an image that cannot be read or decoded during training.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OnCorrupt {
     /// Stop with an error naming the file (the default).
@@ -35,7 +35,7 @@ pub enum OnCorrupt {
 }
 
 /// `[data.loader]`: how batches are produced (not which: that is the [`BatchPlan`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoaderSettings {
     /// Worker threads decoding and transforming; 0 builds batches on the calling thread. Default: the

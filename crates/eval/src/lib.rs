@@ -34,11 +34,11 @@ pub use error::EvalError;
 pub use gamma::{PcvChoice, PcvFold, PcvFoldChoice, alg_gamma, apply_gamma, pcv_gamma};
 pub use io::{read_scores, write_atomic, write_scores};
 pub use ncm::NcmProbe;
-pub use plot::{PlotMark, plot_seen_unseen};
+pub use plot::{EpochSeries, PlotMark, plot_epochs, plot_seen_unseen};
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{
-    AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, ModelEvaluation, ModelMetrics,
-    Summary, TOP5, calibrate,
+    AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, Divergence, ModelEvaluation,
+    ModelMetrics, RunStatus, Summary, TOP5, calibrate,
 };
 pub use scores::{Matrix, Scores};
 pub use table::{Table, TopK, curve_csv, summary_table};

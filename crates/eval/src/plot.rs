@@ -117,6 +117,93 @@ fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &st
     root.present().map_err(|e| e.to_string())
 }
 
+/// One line of the per-epoch plot: a label and a value (percent) per epoch, `None` where not measured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpochSeries {
+    /// Legend text.
+    pub label: String,
+    /// One value per entry of the epochs, in percent.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Draws accuracies (percent) against the epoch, one line per series (e.g. Acc_{S/Y}, Acc_{U/Y} and the
+/// NCM probe's Acc_{U/Y}, the paper's view of how U collapses while the features hold), and writes a PNG
+/// atomically to `path`.
+pub fn plot_epochs(
+    epochs: &[i64],
+    series: &[EpochSeries],
+    title: &str,
+    path: &Path,
+) -> Result<(), EvalError> {
+    let plot_error = |message: String| EvalError::Plot {
+        path: path.to_owned(),
+        message,
+    };
+    if epochs.is_empty() {
+        return Err(plot_error("no evaluated epoch to draw".into()));
+    }
+    register_font();
+    let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    draw_epochs(&mut buffer, epochs, series, title).map_err(plot_error)?;
+    let mut png_bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut writer| writer.write_image_data(&buffer))
+        .map_err(|e| plot_error(e.to_string()))?;
+    write_atomic(path, &png_bytes)
+}
+
+fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title: &str) -> Result<(), String> {
+    let root = BitMapBackend::with_buffer(buffer, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let first = *epochs.iter().min().expect("not empty") as f64;
+    let last = (*epochs.iter().max().expect("not empty") as f64).max(first + 1.0);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(first..last, 0f64..100f64)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("epoch (−1: pre-trained)")
+        .y_desc("accuracy (%)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    for (line, colour) in series.iter().zip(MARK_COLOURS.iter().skip(1).cycle()) {
+        let colour = *colour;
+        let points: Vec<(f64, f64)> = epochs
+            .iter()
+            .zip(&line.values)
+            .filter_map(|(&epoch, value)| Some((epoch as f64, (*value)?)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(line.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, colour.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerLeft)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
 /// Plotters draws text with fonts registered by name; DejaVu Sans ships inside the binary, so plots need
 /// no system fonts.
 fn register_font() {
@@ -151,6 +238,20 @@ mod tests {
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
         let reader = decoder.read_info().unwrap();
         assert_eq!((reader.info().width, reader.info().height), (WIDTH, HEIGHT));
+    }
+
+    #[test]
+    fn the_epoch_plot_is_a_png_and_needs_an_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("epochs.png");
+        let series = [EpochSeries {
+            label: "U/Y".into(),
+            values: vec![Some(60.0), None, Some(0.0)],
+        }];
+        plot_epochs(&[-1, 0, 1], &series, "t", &path).unwrap();
+        assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+        let err = plot_epochs(&[], &series, "t", &path).unwrap_err();
+        assert!(err.to_string().contains("no evaluated epoch"), "{err}");
     }
 
     #[test]

@@ -89,10 +89,39 @@ pub struct Calibrations {
     pub oracle: Option<CalibratedMetrics>,
 }
 
-/// `summary.json`: `{"pretrained": M, "finetuned": M, "calibrated": {"alg": C, "pcv": C, "oracle": C}}`.
+/// How a run ended (`summary.json`'s `status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Every stage ran.
+    Completed,
+    /// A training loss became NaN or infinite; `diverged` says where.
+    Diverged,
+}
+
+/// Where a run's training loss stopped being finite.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Divergence {
+    /// The training stage: `source`, `fine_tuning` or `pcv-<k>`.
+    pub stage: String,
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// 1-based iteration within the epoch.
+    pub iteration: usize,
+}
+
+/// `summary.json`: `{"pretrained": M, "finetuned": M, "calibrated": {"alg": C, "pcv": C, "oracle": C}}`,
+/// with a run's `status` (and `diverged`, where it stopped) when it comes from `ftcal run`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
+    /// How the run ended; absent for a run still in progress and for `ftcal calibrate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    /// Where the loss became NaN or infinite, when `status` is `diverged`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
     /// The pre-trained model (epoch −1), when evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<ModelMetrics>,
@@ -208,6 +237,8 @@ impl CalibrationReport {
     /// The report in `summary.json`'s shape (the model is the fine-tuned one; nothing pre-trained).
     pub fn summary(&self) -> Summary {
         Summary {
+            status: None,
+            diverged: None,
             pretrained: None,
             finetuned: Some(self.test.metrics().clone()),
             calibrated: Calibrations {

@@ -219,6 +219,8 @@ mod tests {
 
     fn summary() -> Summary {
         Summary {
+            status: None,
+            diverged: None,
             pretrained: None,
             finetuned: Some(ModelMetrics {
                 acc: percent(50.0),

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::weights::{LoadOptions, TensorMap};
 use crate::{Model, ModelConfig, ModelError, registry};
 
 /// `[model]`: `arch = "resnet50"` (a registered name) or `arch = "path/to/model.toml"`, and the weights.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     /// A name of `ftcal models` (timm's), or a model TOML file describing the model fully.

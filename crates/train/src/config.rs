@@ -14,3 +14,433 @@ pub enum Backend {
     /// burn's `cuda` (NVIDIA).
     Cuda,
 }
+
+use std::path::PathBuf;
+
+use ftcal_data::DataConfig;
+use ftcal_models::ModelSettings;
+
+use crate::TrainError;
+use crate::optim::OptimizerSettings;
+
+/// A whole run: `ftcal run CONFIG.toml`. Every table but `[source]` and `[eval]` is required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The run's name: its directory under `output_dir`.
+    pub name: String,
+    /// Seeds data order, augmentation, initialisation and the PCV splits.
+    #[serde(default)]
+    pub seed: u64,
+    /// `"flex"` (CPU, the default), `"wgpu"` or `"cuda"`.
+    #[serde(default)]
+    pub backend: Backend,
+    /// Where run directories go (default `runs`); `--out` names the run directory itself.
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+    /// `[model]`: the architecture and its pre-trained weights.
+    pub model: ModelSettings,
+    /// `[data]`: source and target datasets, the class split, transforms, loader.
+    pub data: DataConfig,
+    /// `[source]`: train the source model on `data.source` with all classes, starting from `[model]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TrainingSettings>,
+    /// `[fine_tuning]`: fine-tuning on the target's training data of S.
+    pub fine_tuning: TrainingSettings,
+    /// `[eval]`: what is evaluated, when, and how it is calibrated.
+    #[serde(default)]
+    pub eval: EvalSettings,
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// The fine-tuning methods of the paper's appendix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// Every parameter trains (the paper's subject).
+    #[default]
+    Full,
+    /// The head keeps its pre-trained weights; the backbone trains.
+    FrozenClassifier,
+    /// Only the head trains; the backbone, BatchNorm statistics included, stays as it was.
+    LinearProbe,
+}
+
+/// The learning-rate schedules, stepped every iteration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleKind {
+    /// Cosine decay from the base rate to `min_lr` over all iterations (the paper's).
+    #[default]
+    Cosine,
+    /// The base rate throughout.
+    Constant,
+}
+
+/// `[fine_tuning.schedule]`: the learning rate per iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// `"cosine"` or `"constant"`.
+    #[serde(default)]
+    pub kind: ScheduleKind,
+    /// Iterations of linear warm-up from 0 before the schedule (default 0, the paper's).
+    #[serde(default)]
+    pub warmup_iterations: usize,
+    /// The rate cosine decay ends at, as a fraction of the base rate (default 0).
+    #[serde(default)]
+    pub min_lr_fraction: f64,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            kind: ScheduleKind::Cosine,
+            warmup_iterations: 0,
+            min_lr_fraction: 0.0,
+        }
+    }
+}
+
+impl ScheduleSettings {
+    /// The multiplier of the base rate at `iteration` (0-based) of `total`, as torch's
+    /// `CosineAnnealingLR(T_max = total)` stepped every iteration, after a linear warm-up.
+    pub fn factor(&self, iteration: usize, total: usize) -> f64 {
+        if iteration < self.warmup_iterations {
+            return (iteration + 1) as f64 / (self.warmup_iterations + 1) as f64;
+        }
+        match self.kind {
+            ScheduleKind::Constant => 1.0,
+            ScheduleKind::Cosine => {
+                let span = total.saturating_sub(self.warmup_iterations).max(1) as f64;
+                let t = (iteration - self.warmup_iterations) as f64;
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * t / span).cos());
+                self.min_lr_fraction + (1.0 - self.min_lr_fraction) * cosine
+            }
+        }
+    }
+}
+
+/// `[fine_tuning]` and `[source]`: one training stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSettings {
+    /// `"full"`, `"frozen_classifier"` or `"linear_probe"` (fine-tuning only; the source stage is full).
+    #[serde(default)]
+    pub method: Method,
+    /// Epochs.
+    pub epochs: usize,
+    /// Iterations per epoch (the paper: 500); default one pass over the data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations_per_epoch: Option<usize>,
+    /// Images per batch (shuffled, last incomplete batch dropped).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// The head's learning rate.
+    pub lr: f64,
+    /// The backbone's learning rate as a multiple of `lr` (default 0.1 for fine-tuning, 1 for the source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_lr_multiplier: Option<f64>,
+    /// `[…optimizer]` (default SGD, momentum 0.9, Nesterov, no weight decay).
+    #[serde(default = "default_optimizer")]
+    pub optimizer: OptimizerSettings,
+    /// `[…schedule]`.
+    #[serde(default)]
+    pub schedule: ScheduleSettings,
+    /// Normalise with the running statistics and never update them (the paper's "frozen BatchNorm").
+    #[serde(default)]
+    pub freeze_batch_norm: bool,
+    /// Clip gradients to this global L2 norm, as `torch.nn.utils.clip_grad_norm_`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip_norm: Option<f64>,
+}
+
+fn default_batch_size() -> usize {
+    64
+}
+
+fn default_optimizer() -> OptimizerSettings {
+    OptimizerSettings::sgd(0.9, true, 0.0)
+}
+
+/// The training stages of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Training the source model on all classes of `data.source`.
+    Source,
+    /// Fine-tuning on S.
+    FineTuning,
+}
+
+impl Stage {
+    /// The config table.
+    pub fn key(self) -> &'static str {
+        match self {
+            Stage::Source => "source",
+            Stage::FineTuning => "fine_tuning",
+        }
+    }
+}
+
+impl TrainingSettings {
+    /// The settings with defaults filled in and every value checked; errors name `stage.<key>`.
+    pub fn resolve(&self, stage: Stage) -> Result<Self, TrainError> {
+        let key = stage.key();
+        let mut resolved = self.clone();
+        if stage == Stage::Source && self.method != Method::Full {
+            return Err(TrainError::config(
+                format!("{key}.method"),
+                "the source model is trained with every parameter; `method` is a fine-tuning option",
+            ));
+        }
+        if self.epochs == 0 {
+            return Err(TrainError::config(format!("{key}.epochs"), "must be at least 1"));
+        }
+        if self.iterations_per_epoch == Some(0) {
+            return Err(TrainError::config(
+                format!("{key}.iterations_per_epoch"),
+                "must be at least 1 (leave it out for one pass over the data per epoch)",
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(TrainError::config(
+                format!("{key}.batch_size"),
+                "must be at least 1",
+            ));
+        }
+        positive(self.lr, &format!("{key}.lr"))?;
+        let multiplier = self.backbone_lr_multiplier.unwrap_or(match stage {
+            Stage::Source => 1.0,
+            Stage::FineTuning => 0.1,
+        });
+        if !(multiplier.is_finite() && multiplier >= 0.0) {
+            return Err(TrainError::config(
+                format!("{key}.backbone_lr_multiplier"),
+                format!("must be a number ≥ 0, not {multiplier}"),
+            ));
+        }
+        resolved.backbone_lr_multiplier = Some(multiplier);
+        if let Some(norm) = self.grad_clip_norm {
+            positive(norm, &format!("{key}.grad_clip_norm"))?;
+        }
+        let fraction = self.schedule.min_lr_fraction;
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(TrainError::config(
+                format!("{key}.schedule.min_lr_fraction"),
+                format!("must be in [0, 1], not {fraction}"),
+            ));
+        }
+        resolved.optimizer = self.optimizer.resolve(&format!("{key}.optimizer"))?;
+        Ok(resolved)
+    }
+
+    /// The backbone's learning rate multiplier (after [`TrainingSettings::resolve`]).
+    pub fn backbone_multiplier(&self) -> f64 {
+        self.backbone_lr_multiplier.unwrap_or(1.0)
+    }
+}
+
+fn positive(value: f64, key: &str) -> Result<(), TrainError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(TrainError::config(
+            key,
+            format!("must be a positive number, not {value}"),
+        ))
+    }
+}
+
+/// The splits of the target dataset that are evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvalSplit {
+    /// The target's training split, all classes (for ALG, PCV and the NCM class means).
+    Train,
+    /// The target's test split, all classes.
+    Test,
+}
+
+impl EvalSplit {
+    /// The folder name under `outputs/`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalSplit::Train => "train",
+            EvalSplit::Test => "test",
+        }
+    }
+}
+
+/// The ways of choosing γ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CalibrationMethod {
+    /// Average logit gap on the fine-tuning training data.
+    Alg,
+    /// Pseudo cross-validation: `pcv_folds` extra fine-tunings on random halves of S.
+    Pcv,
+    /// The oracle γ\* on the test curve (an upper bound, not a method).
+    Oracle,
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSettings {
+    /// Splits evaluated each time (default both; `test` is required, `train` for ALG, PCV and NCM).
+    #[serde(default = "default_splits")]
+    pub splits: Vec<EvalSplit>,
+    /// Evaluate every this many epochs (the pre-trained model and the last epoch always).
+    #[serde(default = "one")]
+    pub every: usize,
+    /// Images per evaluation batch.
+    #[serde(default = "default_eval_batch_size")]
+    pub batch_size: usize,
+    /// Which top-k tables the report shows: 1, 5 or both (summary.json always holds both).
+    #[serde(default = "default_top_k")]
+    pub top_k: Vec<usize>,
+    /// Save penultimate features and report the NCM probe.
+    #[serde(default = "yes")]
+    pub ncm: bool,
+    /// How γ is chosen (default all three; PCV costs `pcv_folds` extra fine-tunings).
+    #[serde(default = "default_calibration")]
+    pub calibration: Vec<CalibrationMethod>,
+    /// PCV folds K (the reference code: 3).
+    #[serde(default = "default_pcv_folds")]
+    pub pcv_folds: usize,
+    /// The seed of each PCV fold's random half of S (default 0, 1, …, K − 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcv_seeds: Option<Vec<u64>>,
+}
+
+fn default_splits() -> Vec<EvalSplit> {
+    vec![EvalSplit::Train, EvalSplit::Test]
+}
+fn one() -> usize {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_eval_batch_size() -> usize {
+    256
+}
+fn default_top_k() -> Vec<usize> {
+    vec![1, 5]
+}
+fn default_calibration() -> Vec<CalibrationMethod> {
+    vec![
+        CalibrationMethod::Alg,
+        CalibrationMethod::Pcv,
+        CalibrationMethod::Oracle,
+    ]
+}
+fn default_pcv_folds() -> usize {
+    3
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        Self {
+            splits: default_splits(),
+            every: 1,
+            batch_size: default_eval_batch_size(),
+            top_k: default_top_k(),
+            ncm: true,
+            calibration: default_calibration(),
+            pcv_folds: default_pcv_folds(),
+            pcv_seeds: None,
+        }
+    }
+}
+
+impl EvalSettings {
+    /// The settings with defaults filled in and checked against each other.
+    pub fn resolve(&self) -> Result<Self, TrainError> {
+        let mut resolved = self.clone();
+        resolved.splits.sort();
+        resolved.splits.dedup();
+        resolved.calibration.sort();
+        resolved.calibration.dedup();
+        if !resolved.splits.contains(&EvalSplit::Test) {
+            return Err(TrainError::config(
+                "eval.splits",
+                "must include \"test\": every metric of the report is measured on it",
+            ));
+        }
+        let needs_train = resolved
+            .calibration
+            .iter()
+            .any(|m| matches!(m, CalibrationMethod::Alg | CalibrationMethod::Pcv));
+        if needs_train && !resolved.splits.contains(&EvalSplit::Train) {
+            return Err(TrainError::config(
+                "eval.splits",
+                "ALG and PCV choose γ on the training split: add \"train\", or drop them from eval.calibration",
+            ));
+        }
+        if resolved.every == 0 {
+            return Err(TrainError::config("eval.every", "must be at least 1"));
+        }
+        if resolved.batch_size == 0 {
+            return Err(TrainError::config("eval.batch_size", "must be at least 1"));
+        }
+        if let Some(k) = resolved.top_k.iter().find(|k| !matches!(k, 1 | 5)) {
+            return Err(TrainError::config(
+                "eval.top_k",
+                format!("{k} is not offered; use 1, 5 or [1, 5]"),
+            ));
+        }
+        if resolved.calibration.contains(&CalibrationMethod::Pcv) {
+            if resolved.pcv_folds == 0 {
+                return Err(TrainError::config("eval.pcv_folds", "must be at least 1"));
+            }
+            let seeds = resolved
+                .pcv_seeds
+                .clone()
+                .unwrap_or_else(|| (0..resolved.pcv_folds as u64).collect());
+            if seeds.len() != resolved.pcv_folds {
+                return Err(TrainError::config(
+                    "eval.pcv_seeds",
+                    format!("has {} seeds for {} folds", seeds.len(), resolved.pcv_folds),
+                ));
+            }
+            resolved.pcv_seeds = Some(seeds);
+        }
+        Ok(resolved)
+    }
+}
+
+impl RunConfig {
+    /// The config with every default filled in and every value checked (what `config.toml` of a run
+    /// directory holds).
+    pub fn resolve(&self) -> Result<Self, TrainError> {
+        let mut resolved = self.clone();
+        if self.name.trim().is_empty() {
+            return Err(TrainError::config("name", "must not be empty"));
+        }
+        resolved.source = match &self.source {
+            Some(source) => {
+                if self.data.source.is_none() {
+                    return Err(TrainError::config(
+                        "source",
+                        "training a source model needs a source dataset: add [data.source]",
+                    ));
+                }
+                Some(source.resolve(Stage::Source)?)
+            }
+            None => None,
+        };
+        resolved.fine_tuning = self.fine_tuning.resolve(Stage::FineTuning)?;
+        resolved.eval = self.eval.resolve()?;
+        if resolved.eval.ncm && !resolved.eval.splits.contains(&EvalSplit::Train) {
+            return Err(TrainError::config(
+                "eval.ncm",
+                "the NCM probe takes its class means from the training split: add \"train\" to eval.splits",
+            ));
+        }
+        Ok(resolved)
+    }
+}

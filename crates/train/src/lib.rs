@@ -4,9 +4,20 @@
 
 #![warn(missing_docs)]
 
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod optim;
+pub mod outputs;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod trainer;
 
-pub use config::Backend;
+pub use config::{
+    Backend, CalibrationMethod, EvalSettings, EvalSplit, Method, RunConfig, Stage, TrainingSettings,
+};
 pub use error::TrainError;
+pub use pipeline::{RunOptions, RunOutcome, run, run_dir};
+pub use progress::{Event, Observer, Silent};
+pub use report::{RunReport, evaluate_run};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::dataset::{ImageOrigin, ImageSet, Problem, ProblemKind, Sample};
@@ -17,7 +17,7 @@ use crate::presets::{imagenet_wnids, office_home_class_names};
 pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp"];
 
 /// How class folders map to label indices.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum ClassOrder {
     /// `"office_home"` (the reference code's 65 names), `"imagenet"` (the 1000 sorted WordNet ids, so

@@ -7,7 +7,7 @@ pub mod vtab;
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::DataError;
 use crate::dataset::{Dataset, Problem};
@@ -16,7 +16,7 @@ use folder::{ClassOrder, class_names, find_domain, read_tree, split_per_class};
 use list::{RootPolicy, read_list};
 
 /// One dataset in a config (`[data.target]`, `[data.source]`), chosen by `kind`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DatasetConfig {
     /// List files of `relative/path label` lines.
@@ -30,7 +30,7 @@ pub enum DatasetConfig {
 }
 
 /// `kind = "image_list"`: e.g. Office-Home, ImageNet-R and ImageNet-Sketch with the reference lists.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageListConfig {
     /// Folder the listed paths are relative to.
@@ -49,7 +49,7 @@ pub struct ImageListConfig {
 }
 
 /// `kind = "image_folder"`: `root/<class>/<image>` or, with `domain`, `root/<Domain>/<class>/<image>`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageFolderConfig {
     /// The tree's root.
@@ -71,7 +71,7 @@ pub struct ImageFolderConfig {
 }
 
 /// `kind = "vtab1k"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vtab1kConfig {
     /// Folder holding the task folders.
@@ -90,7 +90,7 @@ pub struct Vtab1kConfig {
 }
 
 /// `kind = "digits2"`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Digits2Config {
     /// `mnist` or `optdigits`.

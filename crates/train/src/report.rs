@@ -1,0 +1,527 @@
+//! The eval stage of a run: a pure function of the run directory's saved outputs (`ftcal eval RUN_DIR`
+//! reruns it). It computes nothing itself; ftcal-eval does, on the files [`crate::pipeline`] wrote.
+//!
+//! Writes `summary.json`, `metrics.csv` (one row per evaluated epoch), `report.md` (the paper's Table-1
+//! rows for this run, PCV's folds, the epochs), `curve.png` and `curve.csv` (the fine-tuned model's
+//! seen–unseen curve with γ = 0, ALG, PCV and γ\* marked) and `epochs.png` (Acc_{S/Y}, Acc_{U/Y} and the
+//! NCM probe's Acc_{U/Y} per epoch).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use ftcal_eval::{
+    CalibratedMetrics, ClassSplit, EpochSeries, Matrix, ModelEvaluation, PcvFold, PlotMark, RankedScores,
+    RunStatus, Scores, SeenUnseenCurve, Summary, Table, TopK, alg_gamma, curve_csv, pcv_gamma, plot_epochs,
+    plot_seen_unseen, read_scores, summary_table, write_atomic,
+};
+
+pub use ftcal_eval::Divergence;
+
+use crate::TrainError;
+use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::config::{CalibrationMethod, RunConfig};
+use crate::outputs::{PRETRAINED_EPOCH, output_path, saved_epochs};
+use crate::pipeline::{PcvFoldSplit, SavedSplit, classes_path, config_path, pcv_output_path, pcv_split_path};
+
+/// One PCV fold's choice, for the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PcvFoldReport {
+    /// The fold's split of S.
+    pub split: PcvFoldSplit,
+    /// The γ the fold chose.
+    pub gamma: f64,
+    /// Whether some γ kept the pseudo-absent accuracy at the pre-trained model's.
+    pub constraint_met: bool,
+}
+
+/// One evaluated epoch (a row of `metrics.csv`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochMetrics {
+    /// −1 for the pre-trained model.
+    pub epoch: i64,
+    /// Mean training loss of the epoch.
+    pub loss: Option<f64>,
+    /// The head's learning rate at the epoch's end.
+    pub lr: Option<f64>,
+    /// The test split's metrics.
+    pub test: ftcal_eval::ModelMetrics,
+    /// γ by ALG on the training split of this epoch, when it was evaluated.
+    pub alg_gamma: Option<f64>,
+    /// The oracle γ\* on the test curve.
+    pub oracle_gamma: f64,
+}
+
+/// Everything the eval stage computed.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    /// `summary.json`.
+    pub summary: Summary,
+    /// The evaluated epochs.
+    pub epochs: Vec<EpochMetrics>,
+    /// PCV's folds, when it ran.
+    pub pcv_folds: Vec<PcvFoldReport>,
+    /// The summary table (top-1) as Markdown, as `ftcal run` prints it.
+    pub table: String,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::file(path, e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| TrainError::file(path, format!("unreadable: {e}")))
+}
+
+/// The run's resolved config.
+pub fn read_config(dir: &Path) -> Result<RunConfig, TrainError> {
+    let path = config_path(dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        TrainError::file(
+            &path,
+            format!("{e}; is {} an ftcal run directory?", dir.display()),
+        )
+    })?;
+    toml::from_str(&text).map_err(|e| TrainError::file(&path, e.to_string()))
+}
+
+/// `summary.json`, if written.
+pub fn read_summary(dir: &Path) -> Result<Option<Summary>, TrainError> {
+    let path = dir.join("summary.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(&path).map(Some)
+}
+
+fn read_split(dir: &Path) -> Result<ClassSplit, TrainError> {
+    read_json::<SavedSplit>(&classes_path(dir))?.split()
+}
+
+fn training_history(dir: &Path) -> Result<Option<TrainingState>, TrainError> {
+    Checkpoint::new(dir.join("checkpoints").join("fine_tuning")).state()
+}
+
+fn read_output(dir: &Path, split: &str, epoch: i64) -> Result<Option<Scores>, TrainError> {
+    let path = output_path(dir, split, epoch);
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(read_scores(&path)?))
+}
+
+/// The evaluation of one epoch's test outputs, with NCM class means from its training outputs.
+fn evaluate_epoch(
+    dir: &Path,
+    epoch: i64,
+    split: &ClassSplit,
+) -> Result<Option<(ModelEvaluation, Option<Scores>)>, TrainError> {
+    let Some(test) = read_output(dir, "test", epoch)? else {
+        return Ok(None);
+    };
+    let train = read_output(dir, "train", epoch)?;
+    let reference = train
+        .as_ref()
+        .filter(|t| t.features().is_some() && test.features().is_some());
+    let evaluation = ModelEvaluation::new(&test, split, reference)?;
+    Ok(Some((evaluation, train)))
+}
+
+/// The rows of `metrics.csv`, one per evaluated epoch.
+fn epoch_metrics(dir: &Path, split: &ClassSplit) -> Result<Vec<EpochMetrics>, TrainError> {
+    let history = training_history(dir)?
+        .map(|state| state.history)
+        .unwrap_or_default();
+    let mut rows = Vec::new();
+    for epoch in saved_epochs(dir, "test") {
+        let Some((evaluation, train)) = evaluate_epoch(dir, epoch, split)? else {
+            continue;
+        };
+        let record = usize::try_from(epoch)
+            .ok()
+            .and_then(|e| history.iter().find(|r| r.epoch == e));
+        let alg = match &train {
+            Some(train) => Some(alg_gamma(train, split)?),
+            None => None,
+        };
+        rows.push(EpochMetrics {
+            epoch,
+            loss: record.map(|r| r.loss),
+            lr: record.map(|r| r.lr),
+            test: evaluation.metrics().clone(),
+            alg_gamma: alg,
+            oracle_gamma: evaluation.curve().oracle().gamma,
+        });
+    }
+    Ok(rows)
+}
+
+fn metrics_csv(rows: &[EpochMetrics]) -> String {
+    let mut out = String::from(
+        "epoch,loss,lr,Y/Y,S/Y,U/Y,S/S,U/U,top5 Y/Y,top5 S/Y,top5 U/Y,NCM Y/Y,NCM S/Y,NCM U/Y,AUSUC,ALG gamma,oracle gamma\n",
+    );
+    let cell = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
+    for row in rows {
+        let acc = &row.test.acc;
+        let top5 = &row.test.acc_top5;
+        let ncm = row.test.ncm.unwrap_or_default();
+        let cells = [
+            Some(row.epoch as f64),
+            row.loss,
+            row.lr,
+            acc.y_y,
+            acc.s_y,
+            acc.u_y,
+            acc.s_s,
+            acc.u_u,
+            top5.y_y,
+            top5.s_y,
+            top5.u_y,
+            row.test.ncm.and(ncm.y_y),
+            row.test.ncm.and(ncm.s_y),
+            row.test.ncm.and(ncm.u_y),
+            row.test.ausuc,
+            row.alg_gamma,
+            Some(row.oracle_gamma),
+        ];
+        let line: Vec<String> = cells.into_iter().map(cell).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Rewrites `metrics.csv` from the outputs saved so far (after each evaluated epoch).
+pub fn write_metrics(dir: &Path) -> Result<(), TrainError> {
+    let split = read_split(dir)?;
+    let rows = epoch_metrics(dir, &split)?;
+    write_atomic(&dir.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
+    Ok(())
+}
+
+/// The rows of `scores` whose label satisfies `keep`.
+fn rows_where(scores: &Scores, keep: impl Fn(u32) -> bool) -> Result<Scores, TrainError> {
+    let cols = scores.num_classes();
+    let (mut logits, mut labels) = (Vec::new(), Vec::new());
+    for (row, &label) in scores.logits().iter_rows().zip(scores.labels()) {
+        if keep(label) {
+            logits.extend_from_slice(row);
+            labels.push(i64::from(label));
+        }
+    }
+    let matrix = Matrix::new(labels.len(), cols, logits).expect("rows × cols values");
+    Ok(Scores::new(scores.origin(), matrix, &labels, None)?)
+}
+
+/// PCV's γ from the saved folds, or `None` when not every fold has finished.
+fn pcv(
+    dir: &Path,
+    config: &RunConfig,
+    split: &ClassSplit,
+) -> Result<Option<(f64, Vec<PcvFoldReport>)>, TrainError> {
+    let Some(seeds) = &config.eval.pcv_seeds else {
+        return Ok(None);
+    };
+    let Some(pretrained_train) = read_output(dir, "train", PRETRAINED_EPOCH)? else {
+        return Ok(None);
+    };
+    let is_fine_tuning = |label: u32| split.fine_tuning().contains(&(label as usize));
+    let pretrained_s = rows_where(&pretrained_train, is_fine_tuning)?;
+    let mut curves: Vec<(PcvFoldSplit, SeenUnseenCurve, ftcal_eval::ranking::Accuracy)> = Vec::new();
+    for fold in 0..seeds.len() {
+        let output = pcv_output_path(dir, fold);
+        if !output.exists() {
+            return Ok(None);
+        }
+        let fold_split: PcvFoldSplit = read_json(&pcv_split_path(dir, fold))?;
+        // Pseudo-absent classes join the real U; the curve is traced on S's training samples only.
+        let mut absent = fold_split.pseudo_absent.clone();
+        absent.extend_from_slice(split.absent());
+        absent.sort_unstable();
+        let mut fold_classes = ClassSplit::new(split.num_classes(), &fold_split.pseudo_fine_tuning, &absent)?;
+        if !split.outside_compete() {
+            fold_classes = fold_classes.exclude_outside();
+        }
+        let scores = rows_where(&read_scores(&output)?, is_fine_tuning)?;
+        let curve = SeenUnseenCurve::new(&RankedScores::new(
+            scores.logits(),
+            scores.labels(),
+            &fold_classes,
+            1,
+        ));
+        let pretrained = RankedScores::new(pretrained_s.logits(), pretrained_s.labels(), &fold_classes, 1)
+            .accuracy(0.0, 1)
+            .u_y;
+        curves.push((fold_split, curve, pretrained));
+    }
+    let folds: Vec<PcvFold<'_>> = curves
+        .iter()
+        .map(|(_, curve, pretrained_absent)| PcvFold {
+            curve,
+            pretrained_absent: *pretrained_absent,
+        })
+        .collect();
+    let choice = pcv_gamma(&folds)?;
+    let reports = curves
+        .iter()
+        .zip(&choice.folds)
+        .map(|((fold_split, _, _), chosen)| PcvFoldReport {
+            split: fold_split.clone(),
+            gamma: chosen.point.gamma,
+            constraint_met: chosen.constraint_met,
+        })
+        .collect();
+    Ok(Some((choice.gamma, reports)))
+}
+
+/// Recomputes every metric and calibration from the run directory's outputs and writes the report files.
+pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
+    let config = read_config(dir)?;
+    let split = read_split(dir)?;
+    let epochs = epoch_metrics(dir, &split)?;
+    let earlier = read_summary(dir)?;
+    let mut summary = Summary::default();
+    if let Some((pretrained, _)) = evaluate_epoch(dir, PRETRAINED_EPOCH, &split)? {
+        summary.pretrained = Some(pretrained.metrics().clone());
+    }
+    let finished = dir.join("models").join("fine_tuned.safetensors").exists();
+    let last = epochs.iter().map(|row| row.epoch).filter(|&e| e >= 0).max();
+    let mut pcv_folds = Vec::new();
+    let mut marks = Vec::new();
+    let mut fine_tuned_curve = None;
+    if let Some(last) = last
+        && let Some((evaluation, train)) = evaluate_epoch(dir, last, &split)?
+    {
+        summary.finetuned = Some(evaluation.metrics().clone());
+        let methods = &config.eval.calibration;
+        let calibrated = |gamma: f64| -> CalibratedMetrics { evaluation.calibrated(gamma) };
+        if methods.contains(&CalibrationMethod::Alg)
+            && let Some(train) = &train
+        {
+            summary.calibrated.alg = Some(calibrated(alg_gamma(train, &split)?));
+        }
+        if methods.contains(&CalibrationMethod::Pcv)
+            && finished
+            && let Some((gamma, folds)) = pcv(dir, &config, &split)?
+        {
+            summary.calibrated.pcv = Some(calibrated(gamma));
+            pcv_folds = folds;
+        }
+        if methods.contains(&CalibrationMethod::Oracle) {
+            summary.calibrated.oracle = Some(evaluation.oracle());
+        }
+        let point = evaluation.curve().point_at(0.0);
+        if let (Some(s_y), Some(u_y)) = (point.s_y.percent(), point.u_y.percent()) {
+            marks.push(PlotMark {
+                label: "fine-tuned, γ = 0".into(),
+                s_y,
+                u_y,
+            });
+        }
+        for (label, metrics) in [
+            ("ALG", &summary.calibrated.alg),
+            ("PCV", &summary.calibrated.pcv),
+            ("oracle γ*", &summary.calibrated.oracle),
+        ] {
+            if let Some(m) = metrics
+                && let (Some(s_y), Some(u_y)) = (m.acc.s_y, m.acc.u_y)
+            {
+                marks.push(PlotMark {
+                    label: format!("{label}, γ = {:.2}", m.gamma),
+                    s_y,
+                    u_y,
+                });
+            }
+        }
+        if let Some(pretrained) = &summary.pretrained
+            && let (Some(s_y), Some(u_y)) = (pretrained.acc.s_y, pretrained.acc.u_y)
+        {
+            marks.push(PlotMark {
+                label: "pre-trained".into(),
+                s_y,
+                u_y,
+            });
+        }
+        fine_tuned_curve = Some(evaluation.curve().clone());
+    }
+    let pcv_expected = config.eval.calibration.contains(&CalibrationMethod::Pcv);
+    summary.status = match earlier.as_ref().and_then(|s| s.status) {
+        Some(RunStatus::Diverged) => {
+            summary.diverged = earlier.and_then(|s| s.diverged);
+            Some(RunStatus::Diverged)
+        }
+        _ if finished && (!pcv_expected || !pcv_folds.is_empty()) => Some(RunStatus::Completed),
+        _ => None,
+    };
+    let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
+    write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    write_atomic(&dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
+    if let Some(curve) = &fine_tuned_curve {
+        write_atomic(&dir.join("curve.csv"), curve_csv(curve).as_bytes())?;
+        let title = format!(
+            "{}: seen–unseen curve of the fine-tuned model (test)",
+            config.name
+        );
+        // A test split without S or U has no curve; the table still stands.
+        let _ = plot_seen_unseen(curve, &marks, &title, &dir.join("curve.png"));
+    }
+    if !epochs.is_empty() {
+        let epoch_numbers: Vec<i64> = epochs.iter().map(|row| row.epoch).collect();
+        let series = [
+            ("Acc S/Y", epochs.iter().map(|r| r.test.acc.s_y).collect()),
+            ("Acc U/Y", epochs.iter().map(|r| r.test.acc.u_y).collect()),
+            (
+                "NCM Acc U/Y",
+                epochs.iter().map(|r| r.test.ncm.and_then(|n| n.u_y)).collect(),
+            ),
+        ]
+        .map(|(label, values)| EpochSeries {
+            label: label.to_string(),
+            values,
+        });
+        plot_epochs(
+            &epoch_numbers,
+            &series,
+            &format!("{}: test accuracy per epoch", config.name),
+            &dir.join("epochs.png"),
+        )?;
+    }
+    let table = summary_table(&summary, TopK::Top1).to_markdown();
+    let report = RunReport {
+        summary,
+        epochs,
+        pcv_folds,
+        table,
+    };
+    write_atomic(
+        &dir.join("report.md"),
+        report_markdown(&config, &split, &report).as_bytes(),
+    )?;
+    Ok(report)
+}
+
+/// Writes `summary.json` for a run whose loss diverged, with what was measured before it.
+pub fn write_diverged(dir: &Path, divergence: Divergence) -> Result<RunReport, TrainError> {
+    let mut summary = read_summary(dir)?.unwrap_or_default();
+    summary.status = Some(RunStatus::Diverged);
+    summary.diverged = Some(divergence);
+    let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
+    write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
+    evaluate_run(dir)
+}
+
+fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# {}\n", config.name);
+    let fine_tuning = &config.fine_tuning;
+    let _ = writeln!(
+        out,
+        "Model `{}`, backend `{:?}`, seed {}. Fine-tuning: {:?}, {:?} optimizer, lr {} (backbone × {}), {} epochs of {} iterations, batch {}.\n",
+        config.model.arch,
+        config.backend,
+        config.seed,
+        fine_tuning.method,
+        fine_tuning.optimizer.name,
+        fine_tuning.lr,
+        fine_tuning.backbone_multiplier(),
+        fine_tuning.epochs,
+        fine_tuning
+            .iterations_per_epoch
+            .map_or("one pass".to_string(), |n| n.to_string()),
+        fine_tuning.batch_size,
+    );
+    let _ = writeln!(
+        out,
+        "S ({} classes): {:?}. U ({} classes): {:?}.{}\n",
+        split.fine_tuning().len(),
+        split.fine_tuning(),
+        split.absent().len(),
+        split.absent(),
+        if split.num_outside() > 0 {
+            format!(
+                " {} further classes are outside S ∪ U and {} in the argmax.",
+                split.num_outside(),
+                if split.outside_compete() {
+                    "compete"
+                } else {
+                    "do not compete"
+                }
+            )
+        } else {
+            String::new()
+        }
+    );
+    if let Some(divergence) = &report.summary.diverged {
+        let _ = writeln!(
+            out,
+            "**Diverged**: the loss of stage `{}` became NaN or infinite at epoch {}, iteration {}.\n",
+            divergence.stage, divergence.epoch, divergence.iteration
+        );
+    }
+    for k in &config.eval.top_k {
+        let (title, top) = if *k == 1 {
+            ("Top-1", TopK::Top1)
+        } else {
+            ("Top-5", TopK::Top5)
+        };
+        let _ = writeln!(out, "## {title} accuracy (%) on the test split\n");
+        out.push_str(&summary_table(&report.summary, top).to_markdown());
+        out.push('\n');
+    }
+    if !report.pcv_folds.is_empty() {
+        let _ = writeln!(
+            out,
+            "## PCV folds\n\n| fold | seed | pseudo-absent | γ | constraint met |\n|---|---|---|---|---|"
+        );
+        for (index, fold) in report.pcv_folds.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {index} | {} | {:?} | {:.3} | {} |",
+                fold.split.seed, fold.split.pseudo_absent, fold.gamma, fold.constraint_met
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "## Per epoch (test split, top-1 %)\n");
+    let table = Table {
+        columns: [
+            "epoch", "loss", "Y/Y", "S/Y", "U/Y", "NCM U/Y", "AUSUC", "ALG γ", "γ*",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: report
+            .epochs
+            .iter()
+            .map(|row| {
+                (
+                    row.epoch.to_string(),
+                    vec![
+                        row.loss,
+                        row.test.acc.y_y,
+                        row.test.acc.s_y,
+                        row.test.acc.u_y,
+                        row.test.ncm.and_then(|n| n.u_y),
+                        row.test.ausuc,
+                        row.alg_gamma,
+                        Some(row.oracle_gamma),
+                    ],
+                )
+            })
+            .collect(),
+        decimals: vec![4, 2, 2, 2, 2, 4, 3, 3],
+    };
+    out.push_str(&table.to_markdown());
+    out.push_str("\n![seen–unseen curve](curve.png)\n\n![accuracy per epoch](epochs.png)\n");
+    out
+}
+
+/// The report files a run directory holds after the eval stage.
+pub fn report_files(dir: &Path) -> Vec<PathBuf> {
+    [
+        "summary.json",
+        "metrics.csv",
+        "report.md",
+        "curve.png",
+        "curve.csv",
+        "epochs.png",
+    ]
+    .iter()
+    .map(|name| dir.join(name))
+    .collect()
+}

@@ -1,0 +1,244 @@
+//! One training stage: cross-entropy over all logits, the optimizer with per-group learning rates, the
+//! schedule stepped every iteration, a checkpoint after every epoch, and a stop on a non-finite loss.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use burn::module::ParamId;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
+use burn::tensor::Device;
+use ftcal_data::{BatchPlan, ImageSet, Loader, LoaderSettings, Pipeline};
+use ftcal_models::{Model, ModelConfig, ParamGroup};
+
+use crate::TrainError;
+use crate::checkpoint::{Checkpoint, EpochRecord, TrainingState};
+use crate::config::{Method, TrainingSettings};
+use crate::optim::{Optimizer, clip_grad_norm};
+use crate::progress::{Event, RunLog};
+
+/// Where a non-finite loss stopped a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Divergence {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// 1-based iteration within the epoch.
+    pub iteration: usize,
+}
+
+/// How a stage ended.
+pub enum StageEnd {
+    /// Every epoch ran; the trained model.
+    Finished(Box<Model>),
+    /// A loss was NaN or infinite.
+    Diverged(Divergence),
+    /// Stopped after an epoch on request (the resume test's hook), its checkpoint written.
+    Stopped {
+        /// The last completed epoch.
+        epoch: usize,
+    },
+}
+
+/// A training stage to run.
+pub struct StageJob<'a> {
+    /// `source`, `fine_tuning` or `pcv-<k>`: names the stage in logs and progress.
+    pub name: String,
+    /// Resolved settings.
+    pub settings: &'a TrainingSettings,
+    /// The training images (with the labels the loss is computed against).
+    pub train_set: ImageSet,
+    /// The training pipeline (augmentation).
+    pub pipeline: &'a Pipeline,
+    /// Worker threads and caching.
+    pub loader: &'a LoaderSettings,
+    /// Seeds the batch order and augmentation.
+    pub seed: u64,
+    /// The stage's checkpoint folder.
+    pub checkpoint: Checkpoint,
+    /// The model's description (checkpoints are rebuilt from it).
+    pub model_config: &'a ModelConfig,
+    /// Stop after this epoch (0-based) once its checkpoint is written.
+    pub stop_after_epoch: Option<usize>,
+}
+
+/// The parameters the optimizer sees, in a fixed order (the optimizer state is saved by position).
+fn parameter_order(model: &Model) -> Vec<ParamId> {
+    let mut order = model.param_ids(ParamGroup::Backbone);
+    order.extend(model.param_ids(ParamGroup::Head));
+    order
+}
+
+/// The model as the method trains it: frozen parts stop their gradients; frozen BatchNorm (and the
+/// linear probe's backbone) normalise with the running statistics.
+fn prepare(model: Model, settings: &TrainingSettings) -> Model {
+    let model = match settings.method {
+        Method::Full => model,
+        Method::FrozenClassifier => model.freeze(ParamGroup::Head),
+        Method::LinearProbe => model.freeze(ParamGroup::Backbone).with_batch_norm_training(false),
+    };
+    if settings.freeze_batch_norm {
+        model.with_batch_norm_training(false)
+    } else {
+        model
+    }
+}
+
+/// Runs (or resumes) a stage from `model`, which lives on the autodiff `device`. `after_epoch` runs after
+/// each epoch's iterations, before its checkpoint (the pipeline evaluates and saves outputs there).
+pub fn train_stage(
+    job: StageJob<'_>,
+    model: Model,
+    device: &Device,
+    log: &mut RunLog<'_>,
+    after_epoch: &mut dyn FnMut(usize, &Model, &mut RunLog<'_>) -> Result<(), TrainError>,
+) -> Result<StageEnd, TrainError> {
+    let settings = job.settings;
+    let key = if job.name == "source" {
+        "source"
+    } else {
+        "fine_tuning"
+    };
+    let mut optimizer = Optimizer::new(&settings.optimizer, &format!("{key}.optimizer"))?;
+    let plan = BatchPlan {
+        batch_size: settings.batch_size,
+        shuffle: true,
+        drop_last: true,
+        iterations_per_epoch: settings.iterations_per_epoch,
+    };
+    let loader = Loader::new(job.train_set, job.pipeline.clone(), plan, job.seed, job.loader)
+        .map_err(|e| TrainError::config(format!("{key}.batch_size"), e.to_string()))?;
+    let iterations = loader.batches_per_epoch();
+    let total_iterations = iterations * settings.epochs;
+
+    let (mut model, mut state) = match job.checkpoint.state()? {
+        Some(state) if state.epochs_done > 0 => {
+            let model = job
+                .checkpoint
+                .restore(model, &mut optimizer, parameter_order, device)?;
+            log.message(&format!(
+                "{}: resuming after epoch {} from {}",
+                job.name,
+                state.epochs_done - 1,
+                job.checkpoint.dir().display()
+            ));
+            (model, state)
+        }
+        _ => (
+            model,
+            TrainingState {
+                epochs_done: 0,
+                iterations_done: 0,
+                seed: job.seed,
+                history: Vec::new(),
+            },
+        ),
+    };
+    if state.seed != job.seed {
+        return Err(TrainError::file(
+            job.checkpoint.dir(),
+            format!(
+                "the checkpoint was made with seed {} but the config has {}; use --force to start over",
+                state.seed, job.seed
+            ),
+        ));
+    }
+    model = prepare(model, settings);
+    let order = parameter_order(&model);
+    let head: HashSet<ParamId> = model.param_ids(ParamGroup::Head).into_iter().collect();
+    let loss_function = CrossEntropyLossConfig::new().init(device);
+
+    for epoch in state.epochs_done..settings.epochs {
+        log.event(&Event::EpochStarted {
+            stage: &job.name,
+            epoch,
+            epochs: settings.epochs,
+            iterations,
+        });
+        let started = Instant::now();
+        let (mut loss_sum, mut images, mut lr) = (0.0, 0usize, settings.lr);
+        for (index, batch) in loader.epoch(epoch).enumerate() {
+            let batch = batch?;
+            if !batch.skipped.is_empty() {
+                log.log_only(&format!(
+                    "{}: skipped unreadable {}",
+                    job.name,
+                    batch.skipped.join(", ")
+                ));
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            let (inputs, labels) = batch.to_tensors(device);
+            let logits = model.forward(inputs);
+            let loss = loss_function.forward(logits, labels);
+            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            if !loss_value.is_finite() {
+                log.event(&Event::EpochFinished);
+                log.message(&format!(
+                    "{}: the loss is {loss_value} at epoch {epoch}, iteration {}: the run diverged (lower the learning rate)",
+                    job.name,
+                    index + 1
+                ));
+                return Ok(StageEnd::Diverged(Divergence {
+                    epoch,
+                    iteration: index + 1,
+                }));
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if let Some(max_norm) = settings.grad_clip_norm {
+                grads = clip_grad_norm(&model, grads, max_norm).0;
+            }
+            lr = settings.lr * settings.schedule.factor(state.iterations_done, total_iterations);
+            let backbone_lr = lr * settings.backbone_multiplier();
+            model = optimizer.step(model, grads, &|id| {
+                if head.contains(&id) { lr } else { backbone_lr }
+            });
+            state.iterations_done += 1;
+            loss_sum += loss_value;
+            images += batch.len();
+            let images_per_second = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            log.event(&Event::Iteration {
+                iteration: index + 1,
+                loss: loss_value,
+                lr,
+                images_per_second,
+            });
+            if (index + 1) % iterations.div_ceil(10).max(1) == 0 || index + 1 == iterations {
+                log.log_only(&format!(
+                    "{} epoch {epoch} iteration {}/{iterations}: loss {loss_value:.4}, lr {lr:.3e}, {images_per_second:.0} images/s",
+                    job.name,
+                    index + 1
+                ));
+            }
+        }
+        log.event(&Event::EpochFinished);
+        let record = EpochRecord {
+            epoch,
+            loss: loss_sum / iterations.max(1) as f64,
+            lr,
+            images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        };
+        log.message(&format!(
+            "{} epoch {}/{}: loss {:.4}, lr {:.3e}, {:.0} images/s",
+            job.name,
+            epoch + 1,
+            settings.epochs,
+            record.loss,
+            record.lr,
+            record.images_per_second
+        ));
+        after_epoch(epoch, &model, log)?;
+        state.epochs_done = epoch + 1;
+        state.history.push(record);
+        job.checkpoint
+            .save(&model, job.model_config, &optimizer, &order, &state)?;
+        if job.stop_after_epoch == Some(epoch) && epoch + 1 < settings.epochs {
+            log.message(&format!(
+                "{}: stopped after epoch {epoch} as asked; run again to resume",
+                job.name
+            ));
+            return Ok(StageEnd::Stopped { epoch });
+        }
+    }
+    Ok(StageEnd::Finished(Box::new(model)))
+}
