@@ -23,6 +23,14 @@ use ftcal_models::ModelSettings;
 use crate::TrainError;
 use crate::optim::OptimizerSettings;
 
+/// A config enum's name as written in the config (`"sgd"`, `"linear_probe"`), for messages.
+pub(crate) fn config_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// A whole run: `ftcal run CONFIG.toml`. Every table but `[source]` and `[eval]` is required.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -442,5 +450,73 @@ impl RunConfig {
             ));
         }
         Ok(resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_follows_torch_cosine_annealing_stepped_per_iteration() {
+        let cosine = ScheduleSettings::default();
+        // torch: lr_t = η_min + (η_0 − η_min)(1 + cos(π t / T_max)) / 2, t = steps taken before.
+        assert_eq!(cosine.factor(0, 100), 1.0);
+        assert!((cosine.factor(50, 100) - 0.5).abs() < 1e-12);
+        assert!((cosine.factor(25, 100) - (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0).abs() < 1e-12);
+        let floor = ScheduleSettings {
+            min_lr_fraction: 0.1,
+            ..ScheduleSettings::default()
+        };
+        assert!((floor.factor(100, 100) - 0.1).abs() < 1e-12);
+        let constant = ScheduleSettings {
+            kind: ScheduleKind::Constant,
+            ..ScheduleSettings::default()
+        };
+        assert_eq!(constant.factor(99, 100), 1.0);
+    }
+
+    #[test]
+    fn warm_up_rises_linearly_then_the_schedule_starts() {
+        let warm = ScheduleSettings {
+            warmup_iterations: 3,
+            ..ScheduleSettings::default()
+        };
+        let factors: Vec<f64> = (0..4).map(|i| warm.factor(i, 13)).collect();
+        assert_eq!(factors, vec![0.25, 0.5, 0.75, 1.0]);
+        assert!(
+            (warm.factor(8, 13) - 0.5).abs() < 1e-12,
+            "cosine over the 10 iterations after warm-up"
+        );
+    }
+
+    #[test]
+    fn eval_settings_are_checked_against_each_other() {
+        let no_train = EvalSettings {
+            splits: vec![EvalSplit::Test],
+            ..EvalSettings::default()
+        };
+        let error = no_train.resolve().unwrap_err().to_string();
+        assert!(error.starts_with("eval.splits: ALG and PCV"), "{error}");
+        let seeds = EvalSettings {
+            pcv_seeds: Some(vec![1, 2]),
+            ..EvalSettings::default()
+        };
+        assert_eq!(
+            seeds.resolve().unwrap_err().to_string(),
+            "eval.pcv_seeds: has 2 seeds for 3 folds"
+        );
+        let resolved = EvalSettings::default().resolve().unwrap();
+        assert_eq!(resolved.pcv_seeds, Some(vec![0, 1, 2]));
+        let top = EvalSettings {
+            top_k: vec![3],
+            ..EvalSettings::default()
+        };
+        assert!(
+            top.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("3 is not offered")
+        );
     }
 }

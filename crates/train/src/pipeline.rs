@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::checkpoint::Checkpoint;
-use crate::config::{CalibrationMethod, EvalSplit, RunConfig, TrainingSettings};
+use crate::config::{CalibrationMethod, EvalSplit, RunConfig, TrainingSettings, config_name};
 use crate::outputs::{Evaluator, PRETRAINED_EPOCH, output_path, pcv_dir};
 use crate::progress::{Observer, RunLog};
 use crate::report::{self, Divergence, RunReport};
@@ -327,11 +327,11 @@ pub fn run(
     }
     let mut log = RunLog::open(&dir.join("log.txt"), observer)?;
     log.message(&format!(
-        "{} run `{}` in {} on {:?}",
+        "{} run `{}` in {} on {}",
         if resuming { "resuming" } else { "starting" },
         config.name,
         dir.display(),
-        config.backend
+        config_name(&config.backend)
     ));
 
     let data = config.data.open("data")?;
@@ -453,8 +453,8 @@ pub fn run(
     if !fine_tuned_path.exists() {
         let settings = &config.fine_tuning;
         log.message(&format!(
-            "fine-tuning ({:?}) on {} images of S for {} epochs",
-            settings.method,
+            "fine-tuning (method {}) on {} images of S for {} epochs",
+            config_name(&settings.method),
             context.data.fine_tuning_train.len(),
             settings.epochs
         ));

@@ -19,7 +19,7 @@ pub use ftcal_eval::Divergence;
 
 use crate::TrainError;
 use crate::checkpoint::{Checkpoint, TrainingState};
-use crate::config::{CalibrationMethod, RunConfig};
+use crate::config::{CalibrationMethod, RunConfig, config_name};
 use crate::outputs::{PRETRAINED_EPOCH, output_path, saved_epochs};
 use crate::pipeline::{PcvFoldSplit, SavedSplit, classes_path, config_path, pcv_output_path, pcv_split_path};
 
@@ -412,18 +412,18 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
     let fine_tuning = &config.fine_tuning;
     let _ = writeln!(
         out,
-        "Model `{}`, backend `{:?}`, seed {}. Fine-tuning: {:?}, {:?} optimizer, lr {} (backbone × {}), {} epochs of {} iterations, batch {}.\n",
+        "Model `{}`, backend `{}`, seed {}. Fine-tuning: method `{}`, optimizer `{}`, lr {} (backbone × {}), {} epochs of {}, batch {}.\n",
         config.model.arch,
-        config.backend,
+        config_name(&config.backend),
         config.seed,
-        fine_tuning.method,
-        fine_tuning.optimizer.name,
+        config_name(&fine_tuning.method),
+        config_name(&fine_tuning.optimizer.name),
         fine_tuning.lr,
         fine_tuning.backbone_multiplier(),
         fine_tuning.epochs,
         fine_tuning
             .iterations_per_epoch
-            .map_or("one pass".to_string(), |n| n.to_string()),
+            .map_or("one pass".to_string(), |n| format!("{n} iterations")),
         fine_tuning.batch_size,
     );
     let _ = writeln!(

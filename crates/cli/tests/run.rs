@@ -1,0 +1,354 @@
+//! `ftcal run` and `ftcal eval` end to end on the embedded Digits-2 data (CPU, flex): the paper's effect on
+//! the quickstart with a reduced budget, resume, divergence, config errors, and `ftcal eval`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn ftcal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ftcal"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("ftcal runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+fn summary(dir: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn number(value: &Value, path: &[&str]) -> f64 {
+    let mut current = value;
+    for key in path {
+        current = &current[key];
+    }
+    current
+        .as_f64()
+        .unwrap_or_else(|| panic!("{} is not a number in {value:#}", path.join(".")))
+}
+
+/// A small run without a source stage: the pre-trained model is the seeded initialisation of the quickstart's
+/// ResNet, fine-tuned on optdigits 0–4 for `epochs` epochs. Enough to exercise every stage quickly.
+fn small_config(dir: &Path, epochs: usize) -> PathBuf {
+    let arch = workspace().join("configs/models/resnet_digits.toml");
+    let config = format!(
+        r#"name = "small"
+seed = 3
+
+[model]
+arch = "{}"
+
+[data.target]
+kind = "digits2"
+domain = "optdigits"
+
+[data.classes]
+fine_tuning = [0, 1, 2, 3, 4]
+
+[data.transforms]
+train = "digits_train"
+eval = "digits_eval"
+
+[fine_tuning]
+epochs = {epochs}
+batch_size = 64
+lr = 0.05
+
+[fine_tuning.optimizer]
+name = "sgd"
+momentum = 0.9
+nesterov = true
+weight_decay = 5e-4
+
+[eval]
+calibration = ["alg", "oracle"]
+"#,
+        arch.display()
+    );
+    let path = dir.join("small.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// The quickstart with a reduced budget shows the paper's effect, with margins, measured by the run itself;
+/// then `ftcal eval` recomputes the same summary from the saved outputs alone.
+#[test]
+fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path().join("quickstart");
+    let out = dir.to_str().unwrap();
+    let output = ftcal(&[
+        "run",
+        "configs/quickstart.toml",
+        "--out",
+        out,
+        "--set",
+        "source.epochs=4",
+        "--set",
+        "fine_tuning.epochs=6",
+        "--set",
+        "eval.pcv_folds=2",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("| fine-tuned + PCV"),
+        "the summary table is printed:\n{stdout}"
+    );
+    let run = summary(&dir);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    let pretrained_u = number(&run, &["pretrained", "acc", "U/Y"]);
+    let fine_tuned_u = number(&run, &["finetuned", "acc", "U/Y"]);
+    let oracle_u = number(&run, &["calibrated", "oracle", "acc", "U/Y"]);
+    let fine_tuned_y = number(&run, &["finetuned", "acc", "Y/Y"]);
+    let alg_y = number(&run, &["calibrated", "alg", "acc", "Y/Y"]);
+    assert!(
+        fine_tuned_u <= pretrained_u - 20.0,
+        "absent classes collapse: fine-tuned U/Y {fine_tuned_u} vs pre-trained {pretrained_u}"
+    );
+    assert!(
+        oracle_u >= pretrained_u - 5.0,
+        "γ* gives them back: oracle U/Y {oracle_u} vs pre-trained {pretrained_u}"
+    );
+    assert!(
+        alg_y > fine_tuned_y,
+        "ALG helps: Y/Y {alg_y} vs fine-tuned {fine_tuned_y}"
+    );
+    assert!(run["calibrated"]["pcv"]["gamma"].is_f64(), "{run:#}");
+    for file in [
+        "config.toml",
+        "log.txt",
+        "metrics.csv",
+        "report.md",
+        "curve.png",
+        "epochs.png",
+    ] {
+        assert!(dir.join(file).exists(), "{file} is written");
+    }
+    for split in ["train", "test"] {
+        for epoch in -1..6 {
+            let path = dir.join(format!("outputs/{split}/{epoch}.safetensors"));
+            assert!(path.exists(), "{} is saved", path.display());
+        }
+    }
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        1 + 7,
+        "a header and epochs −1..5:\n{metrics}"
+    );
+
+    // `ftcal eval` is a pure function of the saved outputs.
+    let before = std::fs::read(dir.join("summary.json")).unwrap();
+    let metrics_before = std::fs::read(dir.join("metrics.csv")).unwrap();
+    std::fs::remove_file(dir.join("summary.json")).unwrap();
+    std::fs::remove_file(dir.join("metrics.csv")).unwrap();
+    let output = ftcal(&["eval", out]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let after = std::fs::read(dir.join("summary.json")).unwrap();
+    assert_eq!(text(&before), text(&after), "ftcal eval reproduces summary.json");
+    assert_eq!(metrics_before, std::fs::read(dir.join("metrics.csv")).unwrap());
+
+    // A finished run is not redone.
+    let output = ftcal(&[
+        "run",
+        "configs/quickstart.toml",
+        "--out",
+        out,
+        "--set",
+        "source.epochs=4",
+        "--set",
+        "fine_tuning.epochs=6",
+        "--set",
+        "eval.pcv_folds=2",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("already finished"),
+        "{}",
+        describe(&output)
+    );
+}
+
+/// Stopping after an epoch and running the same command again gives exactly the uninterrupted run.
+#[test]
+fn an_interrupted_run_resumes_to_the_same_numbers() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path(), 3);
+    let config = config.to_str().unwrap();
+    let whole = temp.path().join("whole");
+    let output = ftcal(&["run", config, "--out", whole.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", describe(&output));
+
+    let resumed = temp.path().join("resumed");
+    let resumed_out = resumed.to_str().unwrap();
+    let output = ftcal(&["run", config, "--out", resumed_out, "--stop-after-epoch", "0"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(
+        !resumed.join("summary.json").exists(),
+        "stopped before the report"
+    );
+    assert!(resumed.join("checkpoints/fine_tuning/state.json").exists());
+    assert!(
+        !resumed.join("outputs/test/1.safetensors").exists(),
+        "stopped after epoch 0"
+    );
+    let output = ftcal(&["run", config, "--out", resumed_out]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let log = std::fs::read_to_string(resumed.join("log.txt")).unwrap();
+    assert!(log.contains("fine_tuning: resuming after epoch 0"), "{log}");
+
+    let whole_summary = std::fs::read_to_string(whole.join("summary.json")).unwrap();
+    let resumed_summary = std::fs::read_to_string(resumed.join("summary.json")).unwrap();
+    assert_eq!(whole_summary, resumed_summary, "identical on the CPU backend");
+    assert_eq!(
+        std::fs::read(whole.join("outputs/test/2.safetensors")).unwrap(),
+        std::fs::read(resumed.join("outputs/test/2.safetensors")).unwrap(),
+        "the final logits are bit-identical"
+    );
+}
+
+/// A huge learning rate makes the loss NaN or infinite: the run stops, says where, and exits with 3.
+#[test]
+fn a_diverging_run_records_where_and_exits_with_its_own_code() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path(), 2);
+    let dir = temp.path().join("diverged");
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "fine_tuning.lr=1e30",
+    ]);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert!(text(&output.stderr).contains("diverged"), "{}", describe(&output));
+    let run = summary(&dir);
+    assert_eq!(run["status"], "diverged", "{run:#}");
+    assert_eq!(run["diverged"]["stage"], "fine_tuning", "{run:#}");
+    assert_eq!(run["diverged"]["epoch"], 0, "{run:#}");
+    assert!(
+        run["pretrained"]["acc"]["Y/Y"].is_f64(),
+        "what was measured stays: {run:#}"
+    );
+    assert!(run.get("finetuned").is_none(), "nothing made up: {run:#}");
+}
+
+#[test]
+fn config_errors_name_the_key_and_the_nearest_valid_one() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path(), 1);
+    let text_config = std::fs::read_to_string(&config).unwrap();
+    let typo = temp.path().join("typo.toml");
+    std::fs::write(
+        &typo,
+        text_config.replace("lr = 0.05", "lr = 0.05\nbackbone_lr_multiplyer = 0.1"),
+    )
+    .unwrap();
+    let output = ftcal(&["run", typo.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("unknown field `backbone_lr_multiplyer`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("did you mean `backbone_lr_multiplier`?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 22"), "the line is named: {stderr}");
+
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--set",
+        "fine_tuning.optimizer.betas=[0.9, 0.99]",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("fine_tuning.optimizer.betas"), "{stderr}");
+
+    let output = ftcal(&["run", config.to_str().unwrap(), "--set", "eval.evry=2"]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("unknown field `evry`") && stderr.contains("did you mean `every`?"),
+        "{stderr}"
+    );
+
+    let output = ftcal(&["run", config.to_str().unwrap(), "--set", "fine_tuning.epochs=0"]);
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("fine_tuning.epochs: must be at least 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_directory_of_another_config_is_refused() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path(), 1);
+    let dir = temp.path().join("run");
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--stop-after-epoch",
+        "0",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "seed=4",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another config (`seed` differs)") && stderr.contains("--force"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_backend_this_binary_cannot_use_is_an_error_not_a_panic() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path(), 1);
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--set",
+        "backend=cuda",
+        "--out",
+        temp.path().join("cuda").to_str().unwrap(),
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cuda"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
