@@ -352,3 +352,48 @@ fn a_backend_this_binary_cannot_use_is_an_error_not_a_panic() {
     assert!(stderr.contains("cuda"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Every shipped benchmark config is a complete run config: `ftcal run` gets as far as the dataset root.
+#[test]
+fn shipped_benchmark_configs_run_up_to_the_missing_data() {
+    let temp = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for folder in ["configs", "configs/office-home", "configs/vtab"] {
+        for entry in std::fs::read_dir(workspace().join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") || path.ends_with("quickstart.toml") {
+                continue;
+            }
+            let out = temp.path().join(checked.to_string());
+            let output = ftcal(&[
+                "run",
+                path.to_str().unwrap(),
+                "--set",
+                "backend=flex",
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            let stderr = text(&output.stderr);
+            assert!(
+                stderr.contains(".root: ") && stderr.contains("is not a folder"),
+                "{}: {stderr}",
+                path.display()
+            );
+            // Nothing was computed, so a corrected config may take the directory over.
+            let output = ftcal(&[
+                "run",
+                path.to_str().unwrap(),
+                "--set",
+                "backend=flex",
+                "--set",
+                "seed=7",
+                "--out",
+                out.to_str().unwrap(),
+            ]);
+            let stderr = text(&output.stderr);
+            assert!(stderr.contains("is not a folder"), "{}: {stderr}", path.display());
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 + 6 + 8);
+}

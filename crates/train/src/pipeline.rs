@@ -150,6 +150,15 @@ fn prepare_dir(config: &RunConfig, dir: &Path, force: bool) -> Result<bool, Trai
             std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?;
         } else {
             let saved = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+            // A run that stopped before computing anything (e.g. on a wrong dataset root) holds nothing to
+            // lose: the corrected config takes its place.
+            let computed = ["outputs", "checkpoints", "models"]
+                .iter()
+                .any(|name| dir.join(name).exists());
+            if saved != text && !computed {
+                write_atomic(&path, text.as_bytes())?;
+                return Ok(false);
+            }
             if saved != text {
                 let saved_config: Result<RunConfig, _> = toml::from_str(&saved);
                 let detail = match saved_config {
