@@ -285,7 +285,9 @@ pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
     let mut pcv_folds = Vec::new();
     let mut marks = Vec::new();
     let mut fine_tuned_curve = None;
-    if let Some(last) = last
+    // A diverged run has no fine-tuned model: its last good epoch stays in metrics.csv, not in the summary.
+    let diverged = earlier.as_ref().and_then(|s| s.status) == Some(RunStatus::Diverged);
+    if let Some(last) = last.filter(|_| !diverged)
         && let Some((evaluation, train)) = evaluate_epoch(dir, last, &split)?
     {
         summary.finetuned = Some(evaluation.metrics().clone());
