@@ -55,15 +55,8 @@ pub fn plot_seen_unseen(
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw(&mut buffer, &points, marks, title).map_err(plot_error)?;
-    let mut png_bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder
-        .write_header()
-        .and_then(|mut writer| writer.write_image_data(&buffer))
-        .map_err(|e| plot_error(e.to_string()))?;
-    write_atomic(path, &png_bytes)
+    write_png(&buffer, path).map_err(|e| plot_error(e.to_string()))?;
+    Ok(())
 }
 
 fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &str) -> Result<(), String> {
@@ -145,15 +138,8 @@ pub fn plot_epochs(
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw_epochs(&mut buffer, epochs, series, title).map_err(plot_error)?;
-    let mut png_bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder
-        .write_header()
-        .and_then(|mut writer| writer.write_image_data(&buffer))
-        .map_err(|e| plot_error(e.to_string()))?;
-    write_atomic(path, &png_bytes)
+    write_png(&buffer, path).map_err(|e| plot_error(e.to_string()))?;
+    Ok(())
 }
 
 fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title: &str) -> Result<(), String> {
@@ -202,6 +188,17 @@ fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title:
         .draw()
         .map_err(|e| e.to_string())?;
     root.present().map_err(|e| e.to_string())
+}
+
+/// Encodes an RGB buffer of the plot size as PNG and writes it atomically.
+fn write_png(buffer: &[u8], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut png_bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header()?.write_image_data(buffer)?;
+    write_atomic(path, &png_bytes)?;
+    Ok(())
 }
 
 /// Plotters draws text with fonts registered by name; DejaVu Sans ships inside the binary, so plots need
