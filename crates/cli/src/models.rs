@@ -1,14 +1,21 @@
-//! `ftcal models`: the registered models, and running one on a tensor file (to check converted weights
-//! against PyTorch).
+//! `ftcal models`: the registered models, running one on a tensor file (to check converted weights
+//! against PyTorch), and timing training steps on any backend (to compare with PyTorch on a GPU).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
+use anyhow::{Context, Result, anyhow, bail};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use ftcal_models::weights::{HostData, HostTensor};
-use ftcal_models::{ModelSettings, TensorMap, registry};
+use ftcal_models::{Model, ModelSettings, TensorMap, registry};
+use ftcal_train::Backend;
+
+use crate::backend;
 
 /// Arguments of `ftcal models`.
 #[derive(Args, Debug)]
@@ -22,6 +29,10 @@ enum ModelsCommand {
     /// Run a model in eval mode on the tensor `input` [B, 3, H, W] of a .safetensors file; write its
     /// `features` [B, D] and `logits` [B, C].
     Run(RunArgs),
+    /// Time training steps on random data (seeded): forward, cross-entropy, backward, SGD with momentum
+    /// 0.9 and dampening 0, as PyTorch's; print images/s. `scripts/bench_torch_train.py` is the same in
+    /// PyTorch.
+    BenchTrain(BenchTrainArgs),
 }
 
 /// Arguments of `ftcal models run`.
@@ -48,6 +59,50 @@ struct RunArgs {
     classes: Option<usize>,
 }
 
+/// Arguments of `ftcal models bench-train`.
+#[derive(Args, Debug)]
+struct BenchTrainArgs {
+    /// A registered name (see `ftcal models`) or a model TOML file.
+    #[arg(long, value_name = "NAME|FILE.toml", default_value = "resnet50")]
+    model: String,
+
+    /// flex, wgpu or cuda (the binary must have been built with its feature).
+    #[arg(long, value_parser = backend::parse, default_value = "flex")]
+    backend: Backend,
+
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+
+    /// Input height and width.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
+
+    /// Timed steps.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+
+    /// Untimed steps first: GPU backends compile and autotune their kernels in the first steps.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+
+    /// Head classes, when not the architecture's.
+    #[arg(long)]
+    classes: Option<usize>,
+
+    /// Learning rate of the SGD step.
+    #[arg(long, default_value_t = 0.01)]
+    lr: f64,
+
+    /// Seeds the weights, the images and the labels.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+
+    /// Also write the figures as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
 /// Runs `ftcal models …`.
 pub fn run(args: &ModelsArgs) -> Result<()> {
     match &args.command {
@@ -56,6 +111,7 @@ pub fn run(args: &ModelsArgs) -> Result<()> {
             Ok(())
         }
         Some(ModelsCommand::Run(run)) => run_model(run),
+        Some(ModelsCommand::BenchTrain(bench)) => bench_train(bench),
     }
 }
 
@@ -78,7 +134,7 @@ fn list() {
 }
 
 fn run_model(args: &RunArgs) -> Result<()> {
-    let device = Device::flex();
+    let device = backend::device(Backend::Flex)?;
     let settings = ModelSettings {
         arch: args.model.clone(),
         classes: args.classes,
@@ -132,5 +188,139 @@ fn run_model(args: &RunArgs) -> Result<()> {
         model.head().weight.shape().dims::<2>()[0],
         args.out.display()
     );
+    Ok(())
+}
+
+/// One training run on one fixed random batch, as `scripts/bench_torch_train.py` does in PyTorch.
+struct Training {
+    model: Option<Model>,
+    optimizer: burn::optim::ModuleOptimizer,
+    loss: burn::nn::loss::CrossEntropyLoss,
+    images: Tensor<4>,
+    labels: Tensor<1, Int>,
+    lr: f64,
+}
+
+impl Training {
+    /// One step; returns its loss, read back from the device. Reading it waits for this step's
+    /// forward, which waited for the previous step's update: the steps are timed whole, not queued.
+    fn step(&mut self) -> Result<f32> {
+        let model = self.model.take().context("a model between steps")?;
+        let logits = model.forward(self.images.clone());
+        let loss = self.loss.forward(logits, self.labels.clone());
+        let gradients = GradientsParams::from_grads(loss.backward(), &model);
+        self.model = Some(self.optimizer.step(self.lr, model, gradients));
+        Ok(loss.into_scalar())
+    }
+}
+
+fn bench_train(args: &BenchTrainArgs) -> Result<()> {
+    if args.steps == 0 || args.batch_size == 0 {
+        bail!("--steps and --batch-size must be at least 1");
+    }
+    let base = backend::device(args.backend)?;
+    let device = base.clone().autodiff();
+    device.seed(args.seed);
+    let settings = ModelSettings {
+        arch: args.model.clone(),
+        classes: args.classes,
+        image_size: Some(args.image_size),
+        weights: None,
+        allow_head_mismatch: false,
+    };
+    let config = settings.config("--model")?;
+    let classes = config.classes();
+    let (batch, size) = (args.batch_size, args.image_size);
+    let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
+    let mut training = Training {
+        model: Some(config.init(&device)),
+        optimizer: SgdConfig::new().with_momentum(Some(momentum)).init(),
+        loss: CrossEntropyLossConfig::new().init(&device),
+        images: Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device),
+        labels: Tensor::random([batch], Distribution::Uniform(0.0, classes as f64), &device),
+        lr: args.lr,
+    };
+    let on = backend::describe(args.backend, &base);
+    eprintln!(
+        "bench-train: {} on {on}; batch {batch} of 3x{size}x{size}, {classes} classes; {} warm-up and {} \
+         timed steps",
+        args.model, args.warmup, args.steps
+    );
+    let sync = || {
+        device
+            .sync()
+            .map_err(|error| anyhow!("{on}: the device failed: {error:?}"))
+    };
+
+    let warmup_start = Instant::now();
+    let mut losses = Vec::with_capacity(args.warmup + args.steps);
+    let mut step = |index: usize| -> Result<()> {
+        let loss = training.step()?;
+        if !loss.is_finite() {
+            bail!("step {index}: the loss is {loss}");
+        }
+        losses.push(loss);
+        Ok(())
+    };
+    for index in 0..args.warmup {
+        step(index)?;
+    }
+    sync()?;
+    let warmup_seconds = warmup_start.elapsed().as_secs_f64();
+    // Printed before the timed steps, so that a run stopped by a timeout still says how far it got.
+    eprintln!(
+        "bench-train: {} warm-up steps in {warmup_seconds:.1} s (GPU backends compile and autotune \
+         their kernels here)",
+        args.warmup
+    );
+
+    let mut times = Vec::with_capacity(args.steps);
+    let start = Instant::now();
+    for index in args.warmup..args.warmup + args.steps {
+        let step_start = Instant::now();
+        step(index)?;
+        times.push(step_start.elapsed());
+    }
+    // The last update is still queued after its loss came back.
+    sync()?;
+    let seconds = start.elapsed().as_secs_f64();
+
+    let images_per_s = (batch * args.steps) as f64 / seconds;
+    times.sort();
+    let ms = |time: Duration| time.as_secs_f64() * 1e3;
+    let median = ms(times[times.len() / 2]);
+    println!(
+        "{}: {images_per_s:.1} images/s on {on} ({} steps of batch {batch} at {size}x{size} in {seconds:.2} s, \
+         median step {median:.1} ms; loss {:.4} -> {:.4})",
+        args.model,
+        args.steps,
+        losses[0],
+        losses[losses.len() - 1]
+    );
+    if let Some(path) = &args.json {
+        let record = serde_json::json!({
+            "framework": "ftcal (burn 0.22.1)",
+            "backend": format!("{:?}", args.backend).to_lowercase(),
+            "device": on,
+            "model": args.model,
+            "batch_size": batch,
+            "image_size": size,
+            "classes": classes,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "lr": args.lr,
+            "seed": args.seed,
+            "warmup_seconds": warmup_seconds,
+            "seconds": seconds,
+            "images_per_s": images_per_s,
+            "step_ms_median": median,
+            "step_ms_min": ms(times[0]),
+            "step_ms_max": ms(times[times.len() - 1]),
+            "loss_first": losses[0],
+            "loss_last": losses[losses.len() - 1],
+        });
+        let text = serde_json::to_string_pretty(&record)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }
