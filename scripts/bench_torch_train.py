@@ -63,8 +63,9 @@ def main():
         torch.set_num_threads(args.threads)
     if cuda:
         torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = not args.no_tf32
-        torch.backends.cuda.matmul.allow_tf32 = False if args.no_tf32 else torch.backends.cuda.matmul.allow_tf32
+        if args.no_tf32:
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         name = torch.cuda.get_device_name(device)
     else:
         name = platform.processor() or platform.machine()
