@@ -224,8 +224,7 @@ impl Context<'_> {
     /// initialisation.
     fn initial_model(&self) -> Result<Model, TrainError> {
         self.training_device.seed(self.config.seed);
-        let (_, model, kept_head) = self.model_settings.build("model", &self.training_device)?;
-        let _ = kept_head;
+        let (_, model, _) = self.model_settings.build("model", &self.training_device)?;
         Ok(model)
     }
 
