@@ -139,7 +139,12 @@ fi
 note "== figures (images/s):"
 for json in "$OUT"/ftcal-resnet50.json "$OUT"/torch-resnet50.json "$OUT"/torch-resnet50-fp32.json; do
   [[ -f $json ]] || continue
-  note "$(python3 -c 'import json, sys; r = json.load(open(sys.argv[1]))
-print(f"{sys.argv[1].rsplit(\"/\", 1)[-1]}: {r[\"images_per_s\"]:.1f} images/s, median step {r[\"step_ms_median\"]:.1f} ms, warm-up {r[\"warmup_seconds\"]:.1f} s, on {r[\"device\"]}")' "$json" 2>&1)"
+  note "$(python3 - "$json" 2>&1 <<'PY'
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+print("{}: {:.1f} images/s, median step {:.1f} ms, warm-up {:.1f} s, on {}".format(
+    os.path.basename(sys.argv[1]), r["images_per_s"], r["step_ms_median"], r["warmup_seconds"], r["device"]))
+PY
+)"
 done
 note "== done in $(($(date +%s) - START)) s"

@@ -210,7 +210,10 @@ impl Training {
         let loss = self.loss.forward(logits, self.labels.clone());
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optimizer.step(self.lr, model, gradients));
-        Ok(loss.into_scalar())
+        // A device failure (out of memory, most often) shows here, as an error rather than a panic.
+        loss.try_into_scalar().map_err(|error| {
+            anyhow!("the device failed (out of memory? try a smaller --batch-size): {error}")
+        })
     }
 }
 
@@ -249,7 +252,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let sync = || {
         device
             .sync()
-            .map_err(|error| anyhow!("{on}: the device failed: {error:?}"))
+            .map_err(|error| anyhow!("{on}: the device failed: {error}"))
     };
 
     let warmup_start = Instant::now();
