@@ -97,9 +97,6 @@ def make_optimizer(settings, groups):
         "rmsprop": torch.optim.RMSprop,
         "adadelta": torch.optim.Adadelta,
     }[name]
-    if name == "adamw":
-        # torch's AdamW decays by 1e-2 when weight_decay is left out; ftcal's settings default to 0.
-        options.setdefault("weight_decay", 0.0)
     return optimizer(groups, foreach=False, **options)
 
 

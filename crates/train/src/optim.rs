@@ -13,8 +13,8 @@
 //!   `clip_grad_norm_(model.parameters(), max_norm)` does (frozen parameters have no gradient).
 //! - New: [`Optimizer::check_state`]. [`Optimizer::load_state`] sees ids, not shapes; call `check_state`
 //!   with the rebuilt model after it, so that a state of another model is an error, not a panic in `step`.
-//! - `weight_decay` is not optional, so it defaults to 0 for every optimizer, AdamW included (torch's
-//!   AdamW defaults to 1e-2): configs set it explicitly.
+//! - `weight_decay` is optional like every other option, so that AdamW takes torch's 1e-2 when it is left
+//!   out and the others 0.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -91,8 +91,8 @@ pub struct OptimizerSettings {
     /// Which optimizer.
     pub name: OptimizerName,
     /// Weight decay (L2 for SGD, Adam, Adagrad, RMSprop, Adadelta; decoupled for AdamW and AdaBelief).
-    #[serde(default)]
-    pub weight_decay: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
     /// SGD, RMSprop: momentum factor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub momentum: Option<f64>,
@@ -139,7 +139,7 @@ impl OptimizerSettings {
     pub fn sgd(momentum: f64, nesterov: bool, weight_decay: f64) -> Self {
         Self {
             name: OptimizerName::Sgd,
-            weight_decay,
+            weight_decay: Some(weight_decay),
             momentum: Some(momentum),
             dampening: Some(0.0),
             nesterov: Some(nesterov),
@@ -159,7 +159,7 @@ impl OptimizerSettings {
     /// Defaults (torch.optim 2.x): SGD momentum 0, dampening 0, no Nesterov; Adam and AdamW betas
     /// (0.9, 0.999), ε 1e-8; Adagrad lr_decay 0, initial accumulator 0, ε 1e-10; RMSprop α 0.99, ε 1e-8,
     /// momentum 0, not centred; Adadelta ρ 0.9, ε 1e-6; AdaBelief betas (0.9, 0.999), ε 1e-16. Weight
-    /// decay is always 0 unless set (torch's AdamW would use 1e-2).
+    /// decay 1e-2 for AdamW, 0 for the others (adabelief-pytorch's default is 0 too).
     pub fn resolve(&self, key: &str) -> Result<Self, TrainError> {
         let name = self.name;
         let given = [
@@ -188,6 +188,9 @@ impl OptimizerSettings {
         }
 
         let mut resolved = self.clone();
+        resolved
+            .weight_decay
+            .get_or_insert(if name == OptimizerName::Adamw { 1e-2 } else { 0.0 });
         match name {
             OptimizerName::Sgd => {
                 resolved.momentum.get_or_insert(0.0);
@@ -240,7 +243,9 @@ impl OptimizerSettings {
                 fail(option, format!("is {value}; it must lie in [0, 1]"))
             }
         };
-        at_least_zero("weight_decay", self.weight_decay)?;
+        if let Some(weight_decay) = self.weight_decay {
+            at_least_zero("weight_decay", weight_decay)?;
+        }
         if let Some(momentum) = self.momentum {
             unit("momentum", momentum)?;
         }
@@ -681,7 +686,8 @@ fn update(
     grad: Tensor<1>,
     state: &mut ParamState,
 ) -> Tensor<1> {
-    let weight_decay = settings.weight_decay;
+    // Settings reach here resolved; an unresolved one decays by nothing rather than by a guess.
+    let weight_decay = settings.weight_decay.unwrap_or(0.0);
     let old = std::mem::take(&mut state.buffers);
     let fresh = state.step == 0;
     state.step += 1;
@@ -917,7 +923,7 @@ mod tests {
     fn settings(name: OptimizerName) -> OptimizerSettings {
         OptimizerSettings {
             name,
-            weight_decay: 0.0,
+            weight_decay: None,
             momentum: None,
             dampening: None,
             nesterov: None,
@@ -942,15 +948,15 @@ mod tests {
     fn defaults_are_torchs() {
         let sgd = settings(OptimizerName::Sgd).resolve("k").unwrap();
         assert_eq!(
-            (sgd.momentum, sgd.dampening, sgd.nesterov),
-            (Some(0.0), Some(0.0), Some(false))
+            (sgd.momentum, sgd.dampening, sgd.nesterov, sgd.weight_decay),
+            (Some(0.0), Some(0.0), Some(false), Some(0.0))
         );
         let adam = settings(OptimizerName::Adam).resolve("k").unwrap();
         assert_eq!((adam.betas, adam.eps), (Some([0.9, 0.999]), Some(1e-8)));
         let adamw = settings(OptimizerName::Adamw).resolve("k").unwrap();
         assert_eq!(
             (adamw.betas, adamw.eps, adamw.weight_decay),
-            (Some([0.9, 0.999]), Some(1e-8), 0.0)
+            (Some([0.9, 0.999]), Some(1e-8), Some(1e-2))
         );
         let adagrad = settings(OptimizerName::Adagrad).resolve("k").unwrap();
         assert_eq!(
@@ -1030,14 +1036,14 @@ mod tests {
         let cases: Vec<(OptimizerSettings, &str)> = vec![
             (
                 OptimizerSettings {
-                    weight_decay: -1e-4,
+                    weight_decay: Some(-1e-4),
                     ..settings(OptimizerName::Adam)
                 },
                 "weight_decay",
             ),
             (
                 OptimizerSettings {
-                    weight_decay: f64::NAN,
+                    weight_decay: Some(f64::NAN),
                     ..settings(OptimizerName::Sgd)
                 },
                 "weight_decay",
