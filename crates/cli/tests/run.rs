@@ -109,6 +109,8 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "fine_tuning.epochs=6",
         "--set",
         "eval.pcv_folds=2",
+        "--set",
+        "eval.pcv_epochs=3",
     ]);
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = text(&output.stdout);
@@ -136,6 +138,12 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "ALG helps: Y/Y {alg_y} vs fine-tuned {fine_tuned_y}"
     );
     assert!(run["calibrated"]["pcv"]["gamma"].is_f64(), "{run:#}");
+    // The PCV folds train for their own, shorter budget; the main fine-tuning keeps its own.
+    for (stage, epochs) in [("fine_tuning", 6), ("pcv-0", 3), ("pcv-1", 3)] {
+        let path = dir.join(format!("checkpoints/{stage}/state.json"));
+        let state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(state["epochs_done"], epochs, "{}: {state:#}", path.display());
+    }
     for file in [
         "config.toml",
         "log.txt",
@@ -182,6 +190,8 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "fine_tuning.epochs=6",
         "--set",
         "eval.pcv_folds=2",
+        "--set",
+        "eval.pcv_epochs=3",
     ]);
     assert!(output.status.success(), "{}", describe(&output));
     assert!(

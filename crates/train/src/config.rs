@@ -322,6 +322,10 @@ pub struct EvalSettings {
     /// The seed of each PCV fold's random half of S (default 0, 1, …, K − 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcv_seeds: Option<Vec<u64>>,
+    /// Epochs of each PCV fine-tuning (default `fine_tuning.epochs`); the schedule spans them as it spans
+    /// the main run's, so a shorter PCV budget still ends at the same final learning rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pcv_epochs: Option<usize>,
 }
 
 fn default_splits() -> Vec<EvalSplit> {
@@ -361,6 +365,7 @@ impl Default for EvalSettings {
             calibration: default_calibration(),
             pcv_folds: default_pcv_folds(),
             pcv_seeds: None,
+            pcv_epochs: None,
         }
     }
 }
@@ -416,6 +421,12 @@ impl EvalSettings {
                 ));
             }
             resolved.pcv_seeds = Some(seeds);
+            if resolved.pcv_epochs == Some(0) {
+                return Err(TrainError::config(
+                    "eval.pcv_epochs",
+                    "must be at least 1 (leave it out to use fine_tuning.epochs)",
+                ));
+            }
         }
         Ok(resolved)
     }
@@ -443,6 +454,12 @@ impl RunConfig {
         };
         resolved.fine_tuning = self.fine_tuning.resolve(Stage::FineTuning)?;
         resolved.eval = self.eval.resolve()?;
+        if resolved.eval.calibration.contains(&CalibrationMethod::Pcv) {
+            resolved
+                .eval
+                .pcv_epochs
+                .get_or_insert(resolved.fine_tuning.epochs);
+        }
         if resolved.eval.ncm && !resolved.eval.splits.contains(&EvalSplit::Train) {
             return Err(TrainError::config(
                 "eval.ncm",
@@ -508,6 +525,17 @@ mod tests {
         );
         let resolved = EvalSettings::default().resolve().unwrap();
         assert_eq!(resolved.pcv_seeds, Some(vec![0, 1, 2]));
+        let no_epochs = EvalSettings {
+            pcv_epochs: Some(0),
+            ..EvalSettings::default()
+        };
+        assert!(
+            no_epochs
+                .resolve()
+                .unwrap_err()
+                .to_string()
+                .starts_with("eval.pcv_epochs: must be at least 1"),
+        );
         let top = EvalSettings {
             top_k: vec![3],
             ..EvalSettings::default()

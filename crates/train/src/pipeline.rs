@@ -505,6 +505,10 @@ pub fn run(
     // PCV: K fine-tunings of the pre-trained model on random halves of S.
     if config.eval.calibration.contains(&CalibrationMethod::Pcv) {
         let seeds = config.eval.pcv_seeds.clone().unwrap_or_default();
+        let fold_settings = TrainingSettings {
+            epochs: config.eval.pcv_epochs.unwrap_or(config.fine_tuning.epochs),
+            ..config.fine_tuning.clone()
+        };
         for (fold, &seed) in seeds.iter().enumerate() {
             let output = pcv_output_path(dir, fold);
             if output.exists() {
@@ -534,7 +538,7 @@ pub fn run(
             );
             // Each fold's batches differ from the main run's and from the other folds'.
             let fold_seed = config.seed ^ (0x7063_7600 + fold as u64);
-            let job = context.job(&name, &config.fine_tuning, set, fold_seed, None);
+            let job = context.job(&name, &fold_settings, set, fold_seed, None);
             match train_stage(
                 job,
                 pretrained.clone(),
