@@ -343,6 +343,22 @@ fn a_run_directory_of_another_config_is_refused() {
         stderr.contains("another config (`seed` differs)") && stderr.contains("--force"),
         "{stderr}"
     );
+
+    // A config.toml written before a key existed (here without `pcv_folds`) is the same run when its
+    // default fills the gap: the run resumes and the file gains the key.
+    let saved_path = dir.join("config.toml");
+    let saved = std::fs::read_to_string(&saved_path).unwrap();
+    let older: String = saved
+        .lines()
+        .filter(|line| !line.starts_with("pcv_folds = "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_ne!(older, saved, "config.toml holds pcv_folds:\n{saved}");
+    std::fs::write(&saved_path, older).unwrap();
+    let output = ftcal(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(std::fs::read_to_string(&saved_path).unwrap(), saved);
+    assert_eq!(summary(&dir)["status"], "completed");
 }
 
 #[test]

@@ -161,6 +161,14 @@ fn prepare_dir(config: &RunConfig, dir: &Path, force: bool) -> Result<bool, Trai
             }
             if saved != text {
                 let saved_config: Result<RunConfig, _> = toml::from_str(&saved);
+                // A run directory written before a key existed lacks it; resolved again, the saved config
+                // takes the key's default, which is what that run did. Then it is the same run.
+                if let Ok(resolved) = saved_config.as_ref().map(RunConfig::resolve)
+                    && resolved.as_ref().ok() == Some(config)
+                {
+                    write_atomic(&path, text.as_bytes())?;
+                    return Ok(true);
+                }
                 let detail = match saved_config {
                     Ok(saved) => first_difference(&saved, config),
                     Err(_) => "it cannot be read".to_string(),
