@@ -1,8 +1,11 @@
 //! End-to-end tests of `ftcal calibrate` on the score files of `tests/fixtures/eval/` (written by NumPy).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::{ftcal, text};
 use serde_json::Value;
 
 fn fixture(name: &str) -> String {
@@ -12,13 +15,6 @@ fn fixture(name: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn ftcal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ftcal"))
-        .args(args)
-        .output()
-        .expect("ftcal runs")
-}
-
 fn calibrate(train: &str, test: &str, absent: &str, extra: &[&str]) -> Output {
     let mut args = vec!["calibrate", "--train", train, "--test", test, "--absent", absent];
     args.extend_from_slice(extra);
@@ -26,7 +22,7 @@ fn calibrate(train: &str, test: &str, absent: &str, extra: &[&str]) -> Output {
 }
 
 fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    text(&output.stderr)
 }
 
 fn read_json(path: &Path) -> Value {

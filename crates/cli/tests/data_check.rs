@@ -1,26 +1,8 @@
 //! `ftcal data check` end to end: the quickstart data, a broken list, config errors, the shipped configs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn ftcal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ftcal"))
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("ftcal runs")
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{ftcal, text, workspace};
 
 #[test]
 fn quickstart_data_is_clean() {

@@ -1,29 +1,13 @@
 //! `ftcal run` and `ftcal eval` end to end on the embedded Digits-2 data (CPU, flex): the paper's effect on
 //! the quickstart with a reduced budget, resume, divergence, config errors, and `ftcal eval`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::{ftcal, text, workspace};
 use serde_json::Value;
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn ftcal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ftcal"))
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("ftcal runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn describe(output: &Output) -> String {
     format!(
