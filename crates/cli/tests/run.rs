@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{ftcal, text, workspace};
+use common::{ftcal, shipped_benchmark_configs, text, workspace};
 use serde_json::Value;
 
 fn describe(output: &Output) -> String {
@@ -367,43 +367,34 @@ fn a_backend_this_binary_cannot_use_is_an_error_not_a_panic() {
 #[test]
 fn shipped_benchmark_configs_run_up_to_the_missing_data() {
     let temp = tempfile::tempdir().unwrap();
-    let mut checked = 0;
-    for folder in ["configs", "configs/office-home", "configs/vtab"] {
-        for entry in std::fs::read_dir(workspace().join(folder)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "toml") || path.ends_with("quickstart.toml") {
-                continue;
-            }
-            let out = temp.path().join(checked.to_string());
-            let output = ftcal(&[
-                "run",
-                path.to_str().unwrap(),
-                "--set",
-                "backend=flex",
-                "--out",
-                out.to_str().unwrap(),
-            ]);
-            let stderr = text(&output.stderr);
-            assert!(
-                stderr.contains(".root: ") && stderr.contains("is not a folder"),
-                "{}: {stderr}",
-                path.display()
-            );
-            // Nothing was computed, so a corrected config may take the directory over.
-            let output = ftcal(&[
-                "run",
-                path.to_str().unwrap(),
-                "--set",
-                "backend=flex",
-                "--set",
-                "seed=7",
-                "--out",
-                out.to_str().unwrap(),
-            ]);
-            let stderr = text(&output.stderr);
-            assert!(stderr.contains("is not a folder"), "{}: {stderr}", path.display());
-            checked += 1;
-        }
+    for (index, path) in shipped_benchmark_configs().iter().enumerate() {
+        let out = temp.path().join(index.to_string());
+        let output = ftcal(&[
+            "run",
+            path.to_str().unwrap(),
+            "--set",
+            "backend=flex",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains(".root: ") && stderr.contains("is not a folder"),
+            "{}: {stderr}",
+            path.display()
+        );
+        // Nothing was computed, so a corrected config may take the directory over.
+        let output = ftcal(&[
+            "run",
+            path.to_str().unwrap(),
+            "--set",
+            "backend=flex",
+            "--set",
+            "seed=7",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("is not a folder"), "{}: {stderr}", path.display());
     }
-    assert_eq!(checked, 2 + 6 + 8);
 }

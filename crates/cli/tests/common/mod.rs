@@ -24,6 +24,23 @@ pub fn ftcal(args: &[&str]) -> Output {
         .expect("ftcal runs")
 }
 
+/// The shipped benchmark configs (ImageNet-R/Sketch, Office-Home, VTAB): every TOML file of configs/,
+/// configs/office-home/ and configs/vtab/ but the quickstart, in a fixed order.
+pub fn shipped_benchmark_configs() -> Vec<PathBuf> {
+    let mut configs = Vec::new();
+    for folder in ["configs", "configs/office-home", "configs/vtab"] {
+        for entry in std::fs::read_dir(workspace().join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("quickstart.toml") {
+                configs.push(path);
+            }
+        }
+    }
+    configs.sort();
+    assert_eq!(configs.len(), 2 + 6 + 8, "{configs:?}");
+    configs
+}
+
 /// Printed bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
