@@ -206,10 +206,10 @@ mod tests {
 mod gpu_smoke {
     use burn::module::Module;
     use burn::nn::loss::CrossEntropyLossConfig;
-    use burn::optim::momentum::MomentumConfig;
-    use burn::optim::{GradientsParams, SgdConfig};
+    use burn::optim::GradientsParams;
     use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
     use ftcal_models::{BlockKind, Model, ModelConfig, ResNetConfig, Stem};
+    use ftcal_train::optim::{Optimizer, OptimizerSettings};
 
     use super::{Backend, describe, device};
 
@@ -246,7 +246,8 @@ mod gpu_smoke {
             .fold(0.0, f32::max)
     }
 
-    /// The loss before and after one SGD step (lr 0.1, momentum 0.9, dampening 0) on `device`.
+    /// The loss before and after one step of `ftcal run`'s SGD (lr 0.1, momentum 0.9, dampening 0) on
+    /// `device`.
     fn train_step(model: Model, images: &TensorData, labels: &TensorData, device: &Device) -> [f32; 2] {
         let device = device.clone().autodiff();
         // `fork`, not `to_device`: the copy must be a leaf of `device`'s graph; `train` then turns on
@@ -257,9 +258,8 @@ mod gpu_smoke {
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let loss = loss_fn.forward(model.forward(images.clone()), labels.clone());
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
-        let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
-        let mut optimizer = SgdConfig::new().with_momentum(Some(momentum)).init();
-        let model = optimizer.step(0.1, model, gradients);
+        let mut optimizer = Optimizer::new(&OptimizerSettings::sgd(0.9, false, 0.0), "gpu_smoke").unwrap();
+        let model = optimizer.step(model, gradients, &|_| 0.1);
         let after = loss_fn.forward(model.forward(images), labels);
         [loss.into_scalar(), after.into_scalar()]
     }

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{GradientsParams, SgdConfig};
+use burn::optim::GradientsParams;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
+use ftcal_eval::write_atomic;
 use ftcal_models::weights::{HostData, HostTensor};
 use ftcal_models::{Model, ModelSettings, TensorMap, registry};
 use ftcal_train::Backend;
+use ftcal_train::optim::{Optimizer, OptimizerSettings};
 
 use crate::backend;
 
@@ -29,8 +30,8 @@ enum ModelsCommand {
     /// Run a model in eval mode on the tensor `input` [B, 3, H, W] of a .safetensors file; write its
     /// `features` [B, D] and `logits` [B, C].
     Run(RunArgs),
-    /// Time training steps on random data (seeded): forward, cross-entropy, backward, SGD with momentum
-    /// 0.9 and dampening 0, as PyTorch's; print images/s. `scripts/bench_torch_train.py` is the same in
+    /// Time training steps on random data (seeded): forward, cross-entropy, backward, and the SGD step
+    /// `ftcal run` takes (momentum 0.9, dampening 0, as PyTorch's); print images/s. `scripts/bench_torch_train.py` is the same in
     /// PyTorch.
     BenchTrain(BenchTrainArgs),
 }
@@ -191,10 +192,11 @@ fn run_model(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// One training run on one fixed random batch, as `scripts/bench_torch_train.py` does in PyTorch.
+/// One training run on one fixed random batch, as `scripts/bench_torch_train.py` does in PyTorch, with
+/// `ftcal run`'s optimizer, so that the figure is that of a run's step.
 struct Training {
     model: Option<Model>,
-    optimizer: burn::optim::ModuleOptimizer,
+    optimizer: Optimizer,
     loss: burn::nn::loss::CrossEntropyLoss,
     images: Tensor<4>,
     labels: Tensor<1, Int>,
@@ -209,7 +211,7 @@ impl Training {
         let logits = model.forward(self.images.clone());
         let loss = self.loss.forward(logits, self.labels.clone());
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
-        self.model = Some(self.optimizer.step(self.lr, model, gradients));
+        self.model = Some(self.optimizer.step(model, gradients, &|_| self.lr));
         // A device failure (out of memory, most often) shows here, as an error rather than a panic.
         loss.try_into_scalar().map_err(|error| {
             anyhow!("the device failed (out of memory? try a smaller --batch-size): {error}")
@@ -234,10 +236,9 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let config = settings.config("--model")?;
     let classes = config.classes();
     let (batch, size) = (args.batch_size, args.image_size);
-    let momentum = MomentumConfig::new().with_momentum(0.9).with_dampening(0.0);
     let mut training = Training {
         model: Some(config.init(&device)),
-        optimizer: SgdConfig::new().with_momentum(Some(momentum)).init(),
+        optimizer: Optimizer::new(&OptimizerSettings::sgd(0.9, false, 0.0), "bench-train")?,
         loss: CrossEntropyLossConfig::new().init(&device),
         images: Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device),
         labels: Tensor::random([batch], Distribution::Uniform(0.0, classes as f64), &device),
@@ -323,7 +324,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
             "loss_last": losses[losses.len() - 1],
         });
         let text = serde_json::to_string_pretty(&record)?;
-        std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        write_atomic(path, (text + "\n").as_bytes())?;
     }
     Ok(())
 }
