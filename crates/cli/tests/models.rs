@@ -84,3 +84,36 @@ fn a_mismatched_checkpoint_names_its_keys() {
         "{stderr}"
     );
 }
+
+/// `bench-train` trains (the loss falls on its one fixed batch) and records what it measured.
+#[test]
+fn bench_train_trains_and_writes_its_figures() {
+    let temp = tempfile::tempdir().unwrap();
+    let json = temp.path().join("bench.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
+        .args(["models", "bench-train", "--model"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/resnet_digits.toml"))
+        .args(["--image-size", "32", "--batch-size", "8", "--classes", "10"])
+        .args(["--steps", "6", "--warmup", "1", "--lr", "0.05", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(record["steps"], 6, "{record:#}");
+    assert!(record["images_per_s"].as_f64().unwrap() > 0.0, "{record:#}");
+    let first = record["loss_first"].as_f64().unwrap();
+    let last = record["loss_last"].as_f64().unwrap();
+    assert!(
+        last < first,
+        "7 SGD steps on one batch lower its loss: {first} -> {last}"
+    );
+
+    let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
+        .args(["models", "bench-train", "--steps", "0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--steps and --batch-size must be at least 1"));
+}
