@@ -186,11 +186,16 @@ proptest! {
         }
     }
 
+    /// Any γ inside an interval of the curve, that is, off every gap. Exactly at a gap, the lowest-index
+    /// tie rule can make two samples right that no interval makes right together (one that is right up to
+    /// the gap, one from it on: found by this test, `step = 6` in the regressions file); the oracle is
+    /// a point of the curve, a γ that stays optimal under any small change, so it is not held to those.
+    /// Gaps are quarter-integers here, and γ an odd multiple of 1/8.
     #[test]
-    fn the_oracle_is_at_least_as_good_as_any_gamma(case in cases(true), step in -40i32..=40) {
+    fn the_oracle_is_at_least_as_good_as_any_gamma(case in cases(true), step in -20i32..=20) {
         let curve = SeenUnseenCurve::new(&case.ranked(1));
         let oracle = curve.oracle();
-        let gamma = f64::from(step) / 8.0;
+        let gamma = f64::from(2 * step + 1) / 8.0;
         prop_assert!(oracle.y_y.correct >= case.naive_table(gamma, 1)[0].0);
         prop_assert_eq!(oracle.y_y.correct, case.naive_table(oracle.gamma, 1)[0].0);
     }
