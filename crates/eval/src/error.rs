@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// A file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {source}{}", path.display(), io_hint(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -102,6 +102,20 @@ pub enum EvalError {
         /// What the drawing library said.
         message: String,
     },
+}
+
+/// What to do about the I/O errors a long run meets on a cluster.
+fn io_hint(error: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+            "; the disk is full: free some space and run the same command again (what was written before is intact)"
+        }
+        ErrorKind::ReadOnlyFilesystem => {
+            "; the file system is read-only: make it writable and run the same command again (what was written before is intact)"
+        }
+        _ => "",
+    }
 }
 
 impl EvalError {

@@ -55,8 +55,7 @@ pub fn plot_seen_unseen(
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw(&mut buffer, &points, marks, title).map_err(plot_error)?;
-    write_png(&buffer, path).map_err(|e| plot_error(e.to_string()))?;
-    Ok(())
+    write_png(&buffer, path)
 }
 
 fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &str) -> Result<(), String> {
@@ -138,8 +137,7 @@ pub fn plot_epochs(
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw_epochs(&mut buffer, epochs, series, title).map_err(plot_error)?;
-    write_png(&buffer, path).map_err(|e| plot_error(e.to_string()))?;
-    Ok(())
+    write_png(&buffer, path)
 }
 
 fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title: &str) -> Result<(), String> {
@@ -190,15 +188,22 @@ fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title:
     root.present().map_err(|e| e.to_string())
 }
 
-/// Encodes an RGB buffer of the plot size as PNG and writes it atomically.
-fn write_png(buffer: &[u8], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let mut png_bytes = Vec::new();
-    let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.write_header()?.write_image_data(buffer)?;
-    write_atomic(path, &png_bytes)?;
-    Ok(())
+/// Encodes an RGB buffer of the plot size as PNG and writes it atomically; a failed write is the
+/// [`EvalError::Io`] of `path` (a full disk is not a drawing problem).
+fn write_png(buffer: &[u8], path: &Path) -> Result<(), EvalError> {
+    let encode = || -> Result<Vec<u8>, png::EncodingError> {
+        let mut png_bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        encoder.write_header()?.write_image_data(buffer)?;
+        Ok(png_bytes)
+    };
+    let png_bytes = encode().map_err(|e| EvalError::Plot {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    write_atomic(path, &png_bytes)
 }
 
 /// Plotters draws text with fonts registered by name; DejaVu Sans ships inside the binary, so plots need

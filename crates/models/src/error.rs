@@ -13,6 +13,9 @@ pub enum ModelError {
         /// What went wrong and what to do.
         message: String,
     },
+    /// A weight file could not be written (the message names it).
+    #[error(transparent)]
+    Write(#[from] ftcal_eval::EvalError),
     /// Weights do not fit the model: missing, unexpected or mis-shaped keys, all of them listed.
     #[error("{path}: the weights do not fit the model:\n  {}", problems.join("\n  "))]
     Mismatch {

@@ -13,6 +13,7 @@ use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, TensorData};
+use ftcal_eval::io::TensorBytes;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::ModelError;
@@ -154,41 +155,35 @@ impl TensorMap {
         })
     }
 
-    /// Writes a `.safetensors` file atomically (temporary file, then rename), with `metadata`.
+    /// Writes a `.safetensors` file atomically, with `metadata`; the same tensors and metadata give the
+    /// same bytes.
     pub fn write_safetensors(
         &self,
         path: &Path,
         metadata: BTreeMap<String, String>,
     ) -> Result<(), ModelError> {
-        let mut views = Vec::new();
-        let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = self
+        let tensors: Vec<TensorBytes> = self
             .tensors
             .iter()
-            .map(|(name, tensor)| match &tensor.data {
-                HostData::Float(values) => (
-                    name.clone(),
-                    Dtype::F32,
-                    tensor.shape.clone(),
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ),
-                HostData::Int(values) => (
-                    name.clone(),
-                    Dtype::I64,
-                    tensor.shape.clone(),
-                    values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-                ),
+            .map(|(name, tensor)| {
+                let (dtype, bytes) = match &tensor.data {
+                    HostData::Float(values) => {
+                        (Dtype::F32, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+                    }
+                    HostData::Int(values) => {
+                        (Dtype::I64, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+                    }
+                };
+                TensorBytes {
+                    name: name.clone(),
+                    dtype,
+                    shape: tensor.shape.clone(),
+                    bytes,
+                }
             })
             .collect();
-        for (name, dtype, shape, bytes) in &buffers {
-            let view = safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
-                .map_err(|error| ModelError::file(path, format!("tensor `{name}`: {error}")))?;
-            views.push((name.clone(), view));
-        }
-        let metadata: std::collections::HashMap<String, String> = metadata.into_iter().collect();
-        let bytes = safetensors::serialize(views, Some(metadata))
-            .map_err(|error| ModelError::file(path, format!("cannot serialise: {error}")))?;
-        // One atomic writer for every result file of ftcal: temporary file, fsync, rename, mode 0644.
-        ftcal_eval::write_atomic(path, &bytes).map_err(|error| ModelError::file(path, error.to_string()))
+        ftcal_eval::io::write_safetensors(path, &tensors, &metadata)?;
+        Ok(())
     }
 }
 
@@ -437,8 +432,10 @@ impl TimmWeights for BatchNorm {
     fn save_weights(&self, prefix: &str, writer: &mut WeightWriter) {
         writer.put(&key(prefix, "weight"), self.gamma.val());
         writer.put(&key(prefix, "bias"), self.beta.val());
-        writer.put(&key(prefix, "running_mean"), self.running_mean.value());
-        writer.put(&key(prefix, "running_var"), self.running_var.value());
+        // `value()` can be one training step behind: the newest update waits in a per-thread slot until
+        // a sync. Saving it would checkpoint statistics the model in memory no longer has.
+        writer.put(&key(prefix, "running_mean"), self.running_mean.value_sync());
+        writer.put(&key(prefix, "running_var"), self.running_var.value_sync());
         writer.put_count(&key(prefix, "num_batches_tracked"), 0);
     }
 }

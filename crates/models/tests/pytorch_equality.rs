@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use ftcal_models::weights::HostData;
 use ftcal_models::{LoadOptions, ModelConfig, ModelError, TensorMap, registry};
@@ -411,4 +412,54 @@ fn batch_norm_running_statistics_follow_pytorch() {
             "channel {channel}"
         );
     }
+}
+
+fn running_mean(map: &TensorMap) -> Vec<f32> {
+    floats(map, "bn1.running_mean").1
+}
+
+/// A model saved right after a training step holds the running statistics that step produced. burn keeps
+/// the newest update of a running state aside until a sync, and a save that read the synced value alone
+/// wrote statistics one step old (a resumed run then differed from an uninterrupted one).
+#[test]
+fn a_model_saved_after_a_training_step_has_that_steps_batch_norm_statistics() {
+    let dir = fixtures();
+    let config = ModelConfig::read(&dir.join("resnet_basic.toml")).unwrap();
+    let training_device = device().autodiff();
+    let model = config.init(&training_device);
+    let input = |seed: f32| {
+        Tensor::<4>::from_data(
+            TensorData::new(
+                (0..2 * 3 * 32 * 32)
+                    .map(|i| ((i as f32) * seed).sin())
+                    .collect::<Vec<f32>>(),
+                [2, 3, 32, 32],
+            ),
+            &training_device,
+        )
+    };
+    let _ = model.forward(input(0.37));
+    let after_one = running_mean(&model.to_timm());
+    let _ = model.forward(input(0.11));
+    let after_two = running_mean(&model.to_timm());
+    assert_ne!(after_one, after_two, "the second step's statistics are saved");
+    let synced = model.valid().to_timm();
+    assert_eq!(running_mean(&synced), after_two);
+}
+
+/// burn's clones share BatchNorm's running statistics (one `Arc` per `RunningState`): training a clone
+/// changes the original's. This is why every stage of a run builds its starting model from files instead
+/// of cloning one held in memory (the PCV folds used to start from statistics the main fine-tuning had
+/// left in the pre-trained model). If burn changes this, the test fails and that caution can be relaxed.
+#[test]
+fn clones_of_a_model_share_batch_norm_statistics() {
+    let dir = fixtures();
+    let config = ModelConfig::read(&dir.join("resnet_basic.toml")).unwrap();
+    let training_device = device().autodiff();
+    let original = config.init(&training_device);
+    let before = running_mean(&original.to_timm());
+    let clone = original.clone();
+    let input = Tensor::<4>::ones([2, 3, 32, 32], &training_device);
+    let _ = clone.forward(input);
+    assert_ne!(running_mean(&original.to_timm()), before);
 }

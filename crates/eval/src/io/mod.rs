@@ -5,9 +5,16 @@
 //! `features` [N, D]. The format is detected from the bytes, not the file name.
 
 mod npy;
+mod write;
+
+pub use write::{
+    PARTIAL_SUFFIX, TensorBytes, WriteFault, inject_write_fault, safetensors_bytes, write_atomic,
+    write_safetensors,
+};
 
 use std::borrow::Cow;
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
@@ -315,58 +322,40 @@ fn build_scores(
 pub fn write_scores(path: &Path, scores: &Scores) -> Result<(), EvalError> {
     let f32_bytes =
         |m: &Matrix<f32>| -> Vec<u8> { m.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect() };
-    let logits = f32_bytes(scores.logits());
     let labels: Vec<u8> = scores
         .labels()
         .iter()
         .flat_map(|&y| i64::from(y).to_le_bytes())
         .collect();
-    let features = scores
-        .features()
-        .map(|f| (f32_bytes(f), vec![f.rows(), f.cols()]));
-    fn view(dtype: Dtype, shape: Vec<usize>, data: &[u8]) -> safetensors::tensor::TensorView<'_> {
-        safetensors::tensor::TensorView::new(dtype, shape, data).expect("byte count matches the shape")
-    }
     let mut tensors = vec![
-        (
-            "logits",
-            view(Dtype::F32, vec![scores.len(), scores.num_classes()], &logits),
-        ),
-        ("labels", view(Dtype::I64, vec![scores.len()], &labels)),
+        TensorBytes {
+            name: "logits".into(),
+            dtype: Dtype::F32,
+            shape: vec![scores.len(), scores.num_classes()],
+            bytes: f32_bytes(scores.logits()),
+        },
+        TensorBytes {
+            name: "labels".into(),
+            dtype: Dtype::I64,
+            shape: vec![scores.len()],
+            bytes: labels,
+        },
     ];
-    if let Some((bytes, shape)) = &features {
-        tensors.push(("features", view(Dtype::F32, shape.clone(), bytes)));
+    if let Some(features) = scores.features() {
+        tensors.push(TensorBytes {
+            name: "features".into(),
+            dtype: Dtype::F32,
+            shape: vec![features.rows(), features.cols()],
+            bytes: f32_bytes(features),
+        });
     }
-    let bytes = safetensors::serialize(tensors, None)
-        .map_err(|e| EvalError::format(path, format!("cannot serialise: {e}")))?;
-    write_atomic(path, &bytes)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a reader
-/// (or a crash) never sees a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    // A temporary file is private (0600) by default; a result file should be readable like any other.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut file = builder
-        .tempfile_in(directory)
-        .map_err(|e| EvalError::io(path, e))?;
-    file.write_all(bytes).map_err(|e| EvalError::io(path, e))?;
-    file.as_file().sync_all().map_err(|e| EvalError::io(path, e))?;
-    file.persist(path).map_err(|e| EvalError::io(path, e.error))?;
-    Ok(())
+    write_safetensors(path, &tensors, &BTreeMap::new())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn npy(descr: &str, shape: &str, fortran: bool, data: &[u8]) -> Vec<u8> {
