@@ -91,6 +91,36 @@ pub struct BatchPlan {
 }
 
 impl BatchPlan {
+    /// Whether the plan can draw batches from `set`: an error names the key to change (`batch_size`,
+    /// `iterations_per_epoch`, `data`). [`Loader::new`] checks it; a run checks every stage's plan before
+    /// its first stage starts.
+    pub fn check(&self, set: &ImageSet) -> Result<(), DataError> {
+        if self.batch_size == 0 {
+            return Err(DataError::config("batch_size", "must be at least 1"));
+        }
+        if set.is_empty() {
+            return Err(DataError::config(
+                "data",
+                format!("{} has no sample to load", set.name),
+            ));
+        }
+        if self.drop_last && set.len() < self.batch_size {
+            return Err(DataError::config(
+                "batch_size",
+                format!(
+                    "{} has {} samples, fewer than one batch of {}; with drop_last no batch is left. Lower the batch size",
+                    set.name,
+                    set.len(),
+                    self.batch_size
+                ),
+            ));
+        }
+        if self.iterations_per_epoch == Some(0) {
+            return Err(DataError::config("iterations_per_epoch", "must be at least 1"));
+        }
+        Ok(())
+    }
+
     /// In order, every sample once, the last batch possibly short: for evaluation.
     pub fn evaluation(batch_size: usize) -> Self {
         Self {
@@ -177,29 +207,7 @@ impl Loader {
         seed: u64,
         settings: &LoaderSettings,
     ) -> Result<Self, DataError> {
-        if plan.batch_size == 0 {
-            return Err(DataError::config("batch_size", "must be at least 1"));
-        }
-        if set.is_empty() {
-            return Err(DataError::config(
-                "data",
-                format!("{} has no sample to load", set.name),
-            ));
-        }
-        if plan.drop_last && set.len() < plan.batch_size {
-            return Err(DataError::config(
-                "batch_size",
-                format!(
-                    "{} has {} samples, fewer than one batch of {}; with drop_last no batch is left. Lower the batch size",
-                    set.name,
-                    set.len(),
-                    plan.batch_size
-                ),
-            ));
-        }
-        if plan.iterations_per_epoch == Some(0) {
-            return Err(DataError::config("iterations_per_epoch", "must be at least 1"));
-        }
+        plan.check(&set)?;
         let cache = settings
             .cache
             .then(|| (0..set.len()).map(|_| OnceLock::new()).collect());
@@ -290,7 +298,15 @@ impl Loader {
 
     /// The batches of `epoch`, built ahead on worker threads.
     pub fn epoch(&self, epoch: usize) -> Epoch {
-        let plan = Arc::new(self.epoch_plan(epoch));
+        self.epoch_from(epoch, 0)
+    }
+
+    /// The batches of `epoch` from batch `first` on (0-based): the same batches [`Self::epoch`] yields
+    /// there, without building the earlier ones (a run resumed in the middle of an epoch).
+    pub fn epoch_from(&self, epoch: usize, first: usize) -> Epoch {
+        let mut plan = self.epoch_plan(epoch);
+        plan.drain(..first.min(plan.len()));
+        let plan = Arc::new(plan);
         if self.workers == 0 {
             return Epoch {
                 plan,

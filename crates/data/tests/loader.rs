@@ -63,6 +63,28 @@ fn batches_do_not_depend_on_the_number_of_threads() {
     assert_ne!(other.unwrap().unwrap().indices, inline[0].indices);
 }
 
+/// A run resumed in the middle of an epoch gets the batches the uninterrupted epoch had there.
+#[test]
+fn an_epoch_started_in_the_middle_yields_the_rest_of_the_same_batches() {
+    let loader = Loader::new(
+        digits("optdigits"),
+        pipeline("digits_train"),
+        training_plan(Some(7)),
+        5,
+        &settings(2),
+    )
+    .unwrap();
+    // Epoch 3 of 7 iterations spans two passes over the data (19 batches a pass).
+    let whole: Vec<ftcal_data::Batch> = loader.epoch(3).map(Result::unwrap).collect();
+    for first in [1, 4, 6] {
+        let rest: Vec<ftcal_data::Batch> = loader.epoch_from(3, first).map(Result::unwrap).collect();
+        assert_eq!(rest.len(), 7 - first);
+        assert!(rest == whole[first..], "from batch {first}");
+    }
+    assert_eq!(loader.epoch_from(3, 7).count(), 0);
+    assert_eq!(loader.epoch_from(3, 99).count(), 0);
+}
+
 #[test]
 fn fixed_iterations_cycle_through_shuffled_passes() {
     // 1,797 optdigits → 1,257 training samples → 19 full batches of 64 per pass.
