@@ -4,12 +4,16 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use ftcal_train::interrupt::{self, PausePoint};
 use ftcal_train::pipeline::RunOutcome;
 use ftcal_train::{Event, Observer, RunConfig, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
+use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::backend;
 use crate::config::nearest_hint;
@@ -39,6 +43,32 @@ pub struct RunArgs {
     /// Stop after this fine-tuning epoch once its checkpoint is written (for testing resume).
     #[arg(long, hide = true)]
     stop_after_epoch: Option<usize>,
+
+    /// Hold the run at a named point (`NAME` or `NAME#N`, the Nth time it is reached) until a signal or a
+    /// kill, saying so on stderr (for testing kills at exact points).
+    #[arg(long, hide = true, value_name = "POINT")]
+    pause_at: Option<PausePoint>,
+
+    /// Make every write of a path containing PART fail as on a full disk, from the Nth on (`PART` or
+    /// `PART#N`; for testing).
+    #[arg(long, hide = true, value_name = "PART", value_parser = parse_write_fault)]
+    fail_writes: Option<ftcal_eval::io::WriteFault>,
+}
+
+/// `PART` or `PART#N`: writes of paths containing PART fail as on a full disk from the Nth on.
+fn parse_write_fault(text: &str) -> Result<ftcal_eval::io::WriteFault, String> {
+    let (part, nth) = match text.rsplit_once('#') {
+        Some((part, nth)) => (part, nth.parse().map_err(|_| format!("`{nth}` is not a count"))?),
+        None => (text, 1),
+    };
+    if part.is_empty() || nth == 0 {
+        return Err("expected PART or PART#N with N ≥ 1".into());
+    }
+    Ok(ftcal_eval::io::WriteFault {
+        path_contains: part.to_string(),
+        nth,
+        kind: std::io::ErrorKind::StorageFull,
+    })
 }
 
 /// Arguments of `ftcal eval`.
@@ -134,6 +164,9 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         force: args.force,
         stop_after_epoch: args.stop_after_epoch,
     };
+    interrupt::pause_at(args.pause_at.clone());
+    ftcal_eval::io::inject_write_fault(args.fail_writes.clone());
+    let signal = stop_on_signals()?;
     let mut observer = TerminalObserver::new();
     let outcome = ftcal_train::run(&config, &dir, &device, &options, &mut observer)
         .map_err(|error| anyhow!("{error}"))
@@ -160,11 +193,40 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             );
             Ok(ExitCode::from(EXIT_DIVERGED))
         }
-        RunOutcome::Stopped { epoch } => {
-            eprintln!("stopped after fine-tuning epoch {epoch}; the same command resumes");
-            Ok(ExitCode::SUCCESS)
+        RunOutcome::Stopped { at } => {
+            eprintln!("stopped ({at}); the same command resumes");
+            Ok(match signal.load(Ordering::SeqCst) {
+                0 => ExitCode::SUCCESS,
+                // As a shell reports a process ended by the signal: 130 for Ctrl-C, 143 for SIGTERM.
+                signal => ExitCode::from(128 + signal as u8),
+            })
         }
     }
+}
+
+/// SIGTERM (Slurm's time limit or preemption, `kill`) and SIGINT (Ctrl-C) ask the run to stop at its next
+/// safe point; a second one ends the process at once. Returns the first signal received (0: none).
+fn stop_on_signals() -> Result<Arc<AtomicI32>> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("cannot install the SIGINT/SIGTERM handlers")?;
+    let received = Arc::new(AtomicI32::new(0));
+    let first = received.clone();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+            if first.swap(signal, Ordering::SeqCst) != 0 {
+                eprintln!(
+                    "ftcal: {name} again: stopping now; the run directory holds the last checkpoint and the same command resumes from it"
+                );
+                std::process::exit(128 + signal);
+            }
+            eprintln!(
+                "ftcal: {name}: stopping at the next safe point (a checkpoint); send it again to stop at once"
+            );
+            interrupt::request_stop();
+        }
+    });
+    Ok(received)
 }
 
 /// Runs `ftcal eval`.

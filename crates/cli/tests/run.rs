@@ -185,44 +185,6 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
     );
 }
 
-/// Stopping after an epoch and running the same command again gives exactly the uninterrupted run.
-#[test]
-fn an_interrupted_run_resumes_to_the_same_numbers() {
-    let temp = tempfile::tempdir().unwrap();
-    let config = small_config(temp.path(), 3);
-    let config = config.to_str().unwrap();
-    let whole = temp.path().join("whole");
-    let output = ftcal(&["run", config, "--out", whole.to_str().unwrap()]);
-    assert!(output.status.success(), "{}", describe(&output));
-
-    let resumed = temp.path().join("resumed");
-    let resumed_out = resumed.to_str().unwrap();
-    let output = ftcal(&["run", config, "--out", resumed_out, "--stop-after-epoch", "0"]);
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(
-        !resumed.join("summary.json").exists(),
-        "stopped before the report"
-    );
-    assert!(resumed.join("checkpoints/fine_tuning/state.json").exists());
-    assert!(
-        !resumed.join("outputs/test/1.safetensors").exists(),
-        "stopped after epoch 0"
-    );
-    let output = ftcal(&["run", config, "--out", resumed_out]);
-    assert!(output.status.success(), "{}", describe(&output));
-    let log = std::fs::read_to_string(resumed.join("log.txt")).unwrap();
-    assert!(log.contains("fine_tuning: resuming after epoch 0"), "{log}");
-
-    let whole_summary = std::fs::read_to_string(whole.join("summary.json")).unwrap();
-    let resumed_summary = std::fs::read_to_string(resumed.join("summary.json")).unwrap();
-    assert_eq!(whole_summary, resumed_summary, "identical on the CPU backend");
-    assert_eq!(
-        std::fs::read(whole.join("outputs/test/2.safetensors")).unwrap(),
-        std::fs::read(resumed.join("outputs/test/2.safetensors")).unwrap(),
-        "the final logits are bit-identical"
-    );
-}
-
 /// A huge learning rate makes the loss NaN or infinite: the run stops, says where, and exits with 3.
 #[test]
 fn a_diverging_run_records_where_and_exits_with_its_own_code() {

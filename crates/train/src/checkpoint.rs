@@ -1,21 +1,24 @@
-//! A training stage's checkpoint, written after every epoch: the model (timm-named `.safetensors`), the
-//! optimizer state, and `state.json` (epoch, iteration, the loss history). `state.json` is written last,
-//! each file atomically, so a crash leaves either the old checkpoint or the new one.
+//! A training stage's checkpoint, one atomic unit: the model and the optimizer state go to new files named
+//! by the iteration count, then `state.json`, which names them, replaces the old one in a single rename;
+//! only then are the files of the previous checkpoint removed. A process killed at any moment leaves
+//! either the previous checkpoint whole or the new one whole, never weights of one epoch beside the
+//! optimizer or counters of another.
 //!
+//! A checkpoint is written after every epoch and, when a stop is requested, in the middle of one.
 //! There is no random-number state to save: batch order and augmentation are pure functions of
-//! (seed, epoch) (see `ftcal_data::loader`), and the learning rate of the iteration count.
+//! (seed, epoch, batch) (see `ftcal_data::loader`), and the learning rate of the iteration count.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::ParamId;
 use burn::tensor::Device;
-use ftcal_eval::write_atomic;
 use ftcal_models::{LoadOptions, Model, ModelConfig, TensorMap};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::optim::Optimizer;
+use crate::run_dir::{io_error, read_json, write_json};
 
 /// One finished epoch's training figures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,11 +29,18 @@ pub struct EpochRecord {
     pub loss: f64,
     /// The head's learning rate at the epoch's last iteration.
     pub lr: f64,
-    /// Training images per second over the epoch.
-    pub images_per_second: f64,
 }
 
-/// `state.json`: where a stage stands.
+/// Where a stage stopped inside an epoch (a stop requested mid-epoch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Iterations of the epoch done.
+    pub iterations: usize,
+    /// Sum of their losses, for the epoch's mean.
+    pub loss_sum: f64,
+}
+
+/// `state.json`: where a stage stands, and the files that hold its model and optimizer there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingState {
     /// Epochs completed (the next epoch to run).
@@ -41,6 +51,38 @@ pub struct TrainingState {
     pub seed: u64,
     /// One record per completed epoch.
     pub history: Vec<EpochRecord>,
+    /// The part of epoch `epochs_done` already done, when the stage stopped inside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_epoch: Option<PartialEpoch>,
+    /// The model's file in the checkpoint folder.
+    #[serde(default = "legacy_model_file")]
+    pub model_file: String,
+    /// The optimizer state's file in the checkpoint folder.
+    #[serde(default = "legacy_optimizer_file")]
+    pub optimizer_file: String,
+}
+
+// Checkpoints written before the files were numbered.
+fn legacy_model_file() -> String {
+    "model.safetensors".into()
+}
+fn legacy_optimizer_file() -> String {
+    "optimizer.safetensors".into()
+}
+
+impl TrainingState {
+    /// The state of a stage that has not run an iteration yet.
+    pub fn start(seed: u64) -> Self {
+        Self {
+            epochs_done: 0,
+            iterations_done: 0,
+            seed,
+            history: Vec::new(),
+            partial_epoch: None,
+            model_file: String::new(),
+            optimizer_file: String::new(),
+        }
+    }
 }
 
 /// The checkpoint files of one stage, in `checkpoints/<stage>/`.
@@ -58,44 +100,53 @@ impl Checkpoint {
     fn state_path(&self) -> PathBuf {
         self.dir.join("state.json")
     }
-    fn model_path(&self) -> PathBuf {
-        self.dir.join("model.safetensors")
-    }
-    fn optimizer_path(&self) -> PathBuf {
-        self.dir.join("optimizer.safetensors")
-    }
 
-    /// The saved state, if the stage has completed an epoch.
+    /// The saved state, if the stage has saved one.
     pub fn state(&self) -> Result<Option<TrainingState>, TrainError> {
         let path = self.state_path();
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                TrainError::file(
-                    &path,
-                    format!("unreadable checkpoint state: {e}; delete the folder to restart the stage"),
-                )
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(TrainError::file(&path, e.to_string())),
+        if !path.exists() {
+            return Ok(None);
         }
+        read_json(&path).map(Some).map_err(|error| {
+            TrainError::file(&path, format!("{error}; delete the folder to restart the stage"))
+        })
     }
 
-    /// Saves a checkpoint: model and optimizer first, then the state that makes them current.
+    /// Saves a checkpoint at `state` (whose file names it sets): the new model and optimizer files first,
+    /// then `state.json`, then the previous checkpoint's files go.
     pub fn save(
         &self,
         model: &Model,
         config: &ModelConfig,
         optimizer: &Optimizer,
         order: &[ParamId],
-        state: &TrainingState,
+        state: &mut TrainingState,
     ) -> Result<(), TrainError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| TrainError::file(&self.dir, e.to_string()))?;
-        model.save(config, &self.model_path())?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        state.model_file = format!("model-{}.safetensors", state.iterations_done);
+        state.optimizer_file = format!("optimizer-{}.safetensors", state.iterations_done);
+        model.save(config, &self.dir.join(&state.model_file))?;
         optimizer
             .state(order)
-            .write_safetensors(&self.optimizer_path(), BTreeMap::new())?;
-        let json = serde_json::to_string_pretty(state).expect("the state serialises");
-        write_atomic(&self.state_path(), json.as_bytes())?;
+            .write_safetensors(&self.dir.join(&state.optimizer_file), BTreeMap::new())?;
+        write_json(&self.state_path(), state)?;
+        self.remove_unreferenced(state)
+    }
+
+    /// Removes model and optimizer files that `state` does not name: the previous checkpoint's, or new
+    /// ones whose `state.json` a killed process never wrote.
+    fn remove_unreferenced(&self, state: &TrainingState) -> Result<(), TrainError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| io_error(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let checkpoint_file = (name.starts_with("model") || name.starts_with("optimizer"))
+                && name.ends_with(".safetensors");
+            if checkpoint_file && name != state.model_file && name != state.optimizer_file {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+            }
+        }
         Ok(())
     }
 
@@ -103,15 +154,16 @@ impl Checkpoint {
     /// into `optimizer`; `order` is `model`'s parameter order after loading.
     pub fn restore(
         &self,
+        state: &TrainingState,
         model: Model,
         optimizer: &mut Optimizer,
         order: impl Fn(&Model) -> Vec<ParamId>,
         device: &Device,
     ) -> Result<Model, TrainError> {
-        let weights = TensorMap::read(&self.model_path())?;
+        let weights = TensorMap::read(&self.dir.join(&state.model_file))?;
         let (model, _) = model.load_timm(&weights, LoadOptions::default(), device)?;
-        let state = TensorMap::read(&self.optimizer_path())?;
-        optimizer.load_state(&state, &order(&model), device)?;
+        let optimizer_state = TensorMap::read(&self.dir.join(&state.optimizer_file))?;
+        optimizer.load_state(&optimizer_state, &order(&model), device)?;
         optimizer.check_state(&model)?;
         Ok(model)
     }

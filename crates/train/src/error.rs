@@ -27,6 +27,13 @@ pub enum TrainError {
     /// The model could not be built or its weights read or written.
     #[error(transparent)]
     Model(#[from] ftcal_models::ModelError),
+    /// A stop was requested (SIGTERM, Ctrl-C, or the resume test's hook) and the run stopped at a safe
+    /// point with everything done so far saved; the same command resumes.
+    #[error("stopped on request: {at}")]
+    Interrupted {
+        /// Where, e.g. `fine_tuning in epoch 2 after iteration 5/9`.
+        at: String,
+    },
     /// Metrics or calibration failed.
     #[error(transparent)]
     Eval(#[from] ftcal_eval::EvalError),

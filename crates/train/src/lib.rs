@@ -7,11 +7,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod interrupt;
 pub mod optim;
 pub mod outputs;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod run_dir;
 pub mod trainer;
 
 pub use config::{
@@ -21,3 +23,4 @@ pub use error::TrainError;
 pub use pipeline::{RunOptions, RunOutcome, run, run_dir};
 pub use progress::{Event, Observer, Silent};
 pub use report::{RunReport, evaluate_run};
+pub use run_dir::RunDir;

@@ -1,7 +1,5 @@
 //! What a run saves for eval: each evaluated model's logits, penultimate features and labels, per split
-//! (`outputs/<split>/<epoch>.safetensors`, epoch −1 being the pre-trained model), and the PCV folds'.
-
-use std::path::{Path, PathBuf};
+//! (where: [`crate::run_dir`]).
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -10,38 +8,8 @@ use ftcal_eval::{Matrix, Scores};
 use ftcal_models::Model;
 
 use crate::TrainError;
+use crate::interrupt;
 use crate::progress::{Event, RunLog};
-
-/// The epoch number of the pre-trained model.
-pub const PRETRAINED_EPOCH: i64 = -1;
-
-/// `outputs/<split>/<epoch>.safetensors` of a run directory.
-pub fn output_path(run_dir: &Path, split: &str, epoch: i64) -> PathBuf {
-    run_dir
-        .join("outputs")
-        .join(split)
-        .join(format!("{epoch}.safetensors"))
-}
-
-/// `outputs/pcv/<fold>/`: a PCV fold's outputs and its split of S.
-pub fn pcv_dir(run_dir: &Path, fold: usize) -> PathBuf {
-    run_dir.join("outputs").join("pcv").join(fold.to_string())
-}
-
-/// The epochs with saved outputs of `split`, in increasing order.
-pub fn saved_epochs(run_dir: &Path, split: &str) -> Vec<i64> {
-    let Ok(entries) = std::fs::read_dir(run_dir.join("outputs").join(split)) else {
-        return Vec::new();
-    };
-    let mut epochs: Vec<i64> = entries
-        .filter_map(|entry| {
-            let name = entry.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".safetensors")?.parse().ok()
-        })
-        .collect();
-    epochs.sort_unstable();
-    epochs
-}
 
 /// How a model is evaluated on an image set.
 pub struct Evaluator<'a> {
@@ -60,6 +28,7 @@ pub struct Evaluator<'a> {
 impl Evaluator<'_> {
     /// Runs `model` (in evaluation mode: BatchNorm uses its running statistics) over `set` in order and
     /// returns its logits, labels and, if asked, features. `what` names the work in progress reports.
+    /// A stop request ends it between batches with [`TrainError::Interrupted`]; nothing is kept.
     pub fn predict(
         &self,
         model: &Model,
@@ -84,7 +53,16 @@ impl Evaluator<'_> {
         let mut features = Vec::new();
         let mut labels = Vec::new();
         let (mut classes, mut dim) = (0, 0);
+        let point = format!("evaluating {what}");
         for batch in loader.epoch(0) {
+            interrupt::reached(&point);
+            if interrupt::stop_requested() {
+                let at = format!("while {point} (it is redone on resume)");
+                log.message(&format!(
+                    "stopped at a safe point: {at}; the same command resumes"
+                ));
+                return Err(TrainError::Interrupted { at });
+            }
             let batch = batch?;
             if batch.is_empty() {
                 continue;

@@ -1,33 +1,32 @@
-//! `ftcal run`: the stages of DESIGN.md's data flow, each writing into the run directory so that the
-//! same command resumes where an interrupted run stopped.
+//! `ftcal run`: the stages of the data flow, each writing into the run directory so that the same command
+//! resumes where an interrupted run stopped (killed, or stopped on request at a safe point).
 //!
 //! ```text
 //! source (train on all classes, or load) → evaluate the pre-trained model (epoch −1)
 //!   → fine-tune on S, evaluating every `eval.every` epochs → PCV folds → calibrate and report
 //! ```
 //!
-//! Run directory: `config.toml` (resolved), `log.txt`, `classes.json` (S and U), `models/`,
-//! `checkpoints/<stage>/`, `outputs/<split>/<epoch>.safetensors`, `outputs/pcv/<k>/`, then what
-//! [`crate::report`] writes: `summary.json`, `metrics.csv`, `report.md` and the plots.
+//! No stage depends on what another left in memory: each starts from the run directory's files (the
+//! pre-trained model is rebuilt from `[model]` and `models/source.safetensors` for every stage that
+//! starts from it). burn's modules share BatchNorm's running statistics between clones, so fine-tuning a
+//! clone of the pre-trained model would change the model the PCV folds start from, and only in a process
+//! that had also run the fine-tuning.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use ftcal_data::{ClassSplit, ImageSet, PartialClassData, Pipeline};
-use ftcal_eval::{Summary, write_atomic, write_scores};
+use ftcal_data::{BatchPlan, ClassSplit, DataError, ImageSet, PartialClassData, Pipeline};
+use ftcal_eval::{Divergence, write_scores};
 use ftcal_models::{Model, ModelConfig, ModelSettings};
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::checkpoint::Checkpoint;
 use crate::config::{CalibrationMethod, EvalSplit, RunConfig, TrainingSettings, config_name};
-use crate::outputs::{Evaluator, PRETRAINED_EPOCH, output_path, pcv_dir};
+use crate::outputs::Evaluator;
 use crate::progress::{Observer, RunLog};
-use crate::report::{self, Divergence, RunReport};
-use crate::trainer::{StageEnd, StageJob, train_stage};
+use crate::report::{self, RunReport};
+use crate::run_dir::{PRETRAINED_EPOCH, PcvFoldSplit, RunDir, SavedSplit, create_parent, write_json};
+use crate::trainer::{StageEnd, StageJob, batch_plan, train_stage};
 
 /// What `ftcal run` was asked beyond the config.
 #[derive(Debug, Clone, Default)]
@@ -47,76 +46,11 @@ pub enum RunOutcome {
     AlreadyDone(RunReport),
     /// A loss became NaN or infinite; `summary.json` says where.
     Diverged(RunReport),
-    /// Stopped after a fine-tuning epoch as asked.
+    /// Stopped at a safe point on request (a signal, or `stop_after_epoch`); the same command resumes.
     Stopped {
-        /// The last completed epoch.
-        epoch: usize,
+        /// Where, e.g. `fine_tuning in epoch 2 after iteration 5/9`.
+        at: String,
     },
-}
-
-/// S and U as the run used them, so that `ftcal eval` needs no dataset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SavedSplit {
-    /// Logit columns.
-    pub num_classes: usize,
-    /// S.
-    pub fine_tuning: Vec<usize>,
-    /// U.
-    pub absent: Vec<usize>,
-    /// Whether classes outside S ∪ U compete in the argmax (false for ImageNet-R's 200-class protocol).
-    pub outside_compete: bool,
-}
-
-impl SavedSplit {
-    /// Captures a split.
-    pub fn new(split: &ClassSplit) -> Self {
-        Self {
-            num_classes: split.num_classes(),
-            fine_tuning: split.fine_tuning().to_vec(),
-            absent: split.absent().to_vec(),
-            outside_compete: split.outside_compete(),
-        }
-    }
-
-    /// The split again.
-    pub fn split(&self) -> Result<ClassSplit, TrainError> {
-        let split = ClassSplit::new(self.num_classes, &self.fine_tuning, &self.absent)?;
-        Ok(if self.outside_compete {
-            split
-        } else {
-            split.exclude_outside()
-        })
-    }
-}
-
-/// One PCV fold's split of S, saved beside its outputs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PcvFoldSplit {
-    /// The fold's seed.
-    pub seed: u64,
-    /// The half of S the fold's model is fine-tuned on.
-    pub pseudo_fine_tuning: Vec<usize>,
-    /// The other half: absent for the fold's model, present in S's training data.
-    pub pseudo_absent: Vec<usize>,
-}
-
-impl PcvFoldSplit {
-    /// A random half of S (rounded down) becomes pseudo-absent.
-    pub fn draw(fine_tuning: &[usize], seed: u64) -> Self {
-        let mut classes = fine_tuning.to_vec();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        classes.shuffle(&mut rng);
-        let absent_count = classes.len() / 2;
-        let mut pseudo_absent = classes[..absent_count].to_vec();
-        let mut pseudo_fine_tuning = classes[absent_count..].to_vec();
-        pseudo_absent.sort_unstable();
-        pseudo_fine_tuning.sort_unstable();
-        Self {
-            seed,
-            pseudo_fine_tuning,
-            pseudo_absent,
-        }
-    }
 }
 
 /// The run directory a config writes to: `--out`, or `output_dir/name`.
@@ -125,99 +59,202 @@ pub fn run_dir(config: &RunConfig, out: Option<&Path>) -> PathBuf {
         .unwrap_or_else(|| config.output_dir.join(&config.name))
 }
 
-/// The file a run's resolved config is saved in.
-pub fn config_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("config.toml")
-}
-
-/// The resolved config as saved in the run directory.
-pub fn config_text(config: &RunConfig) -> String {
-    let body = toml::to_string(config).expect("a run config serialises to TOML");
-    format!("# Written by ftcal run: the config of this run with every default filled in.\n{body}")
-}
-
-fn io_error(path: &Path, error: std::io::Error) -> TrainError {
-    TrainError::file(path, error.to_string())
-}
-
-/// Prepares the run directory: a new run writes its config; a rerun of the same config resumes; another
-/// config in the same directory is an error unless `force`.
-fn prepare_dir(config: &RunConfig, dir: &Path, force: bool) -> Result<bool, TrainError> {
-    let path = config_path(dir);
-    let text = config_text(config);
-    if path.exists() {
-        if force {
-            std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?;
-        } else {
-            let saved = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
-            // A run that stopped before computing anything (e.g. on a wrong dataset root) holds nothing to
-            // lose: the corrected config takes its place.
-            let computed = ["outputs", "checkpoints", "models"]
-                .iter()
-                .any(|name| dir.join(name).exists());
-            if saved != text && !computed {
-                write_atomic(&path, text.as_bytes())?;
-                return Ok(false);
-            }
-            if saved != text {
-                let saved_config: Result<RunConfig, _> = toml::from_str(&saved);
-                // A run directory written before a key existed lacks it; resolved again, the saved config
-                // takes the key's default, which is what that run did. Then it is the same run.
-                if let Ok(resolved) = saved_config.as_ref().map(RunConfig::resolve)
-                    && resolved.as_ref().ok() == Some(config)
-                {
-                    write_atomic(&path, text.as_bytes())?;
-                    return Ok(true);
-                }
-                let detail = match saved_config {
-                    Ok(saved) => first_difference(&saved, config),
-                    Err(_) => "it cannot be read".to_string(),
-                };
-                return Err(TrainError::file(
-                    &path,
-                    format!(
-                        "this run directory holds a run of another config ({detail}); use --force to start it over, or --out for a new directory"
-                    ),
-                ));
-            }
-            return Ok(true);
+/// Runs, or resumes, the whole pipeline of `config` (resolved) in `dir`. `device` is the plain device of
+/// the chosen backend; training runs on its autodiff twin. Everything that can be checked without
+/// training is checked before the first stage starts.
+pub fn run(
+    config: &RunConfig,
+    dir: &Path,
+    device: &Device,
+    options: &RunOptions,
+    observer: &mut dyn Observer,
+) -> Result<RunOutcome, TrainError> {
+    let prepared = RunDir::new(dir).prepare(config, options.force)?;
+    let dir = &prepared.dir;
+    if prepared.resuming
+        && let Some(summary) = report::read_summary(dir)?
+    {
+        if summary.status == Some(ftcal_eval::RunStatus::Completed) {
+            let mut log = RunLog::open(&dir.log(), observer)?;
+            log.message(&format!(
+                "{}: already finished; use --force to run it again",
+                dir.root().display()
+            ));
+            return Ok(RunOutcome::AlreadyDone(report::evaluate_run(dir.root())?));
         }
-    } else if dir.exists() && dir.read_dir().map_err(|e| io_error(dir, e))?.next().is_some() {
-        return Err(TrainError::file(
-            dir,
-            "exists, is not empty and holds no ftcal run (no config.toml); choose another --out",
-        ));
+        if summary.status == Some(ftcal_eval::RunStatus::Diverged) {
+            return Err(TrainError::file(
+                dir.summary(),
+                "this run diverged; change the config (e.g. a lower lr) and use --out, or --force to retry",
+            ));
+        }
     }
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    write_atomic(&path, text.as_bytes())?;
-    Ok(false)
-}
-
-/// The first top-level table whose values differ, for the "another config" error.
-fn first_difference(saved: &RunConfig, current: &RunConfig) -> String {
-    let saved = toml::Table::try_from(saved).unwrap_or_default();
-    let current = toml::Table::try_from(current).unwrap_or_default();
-    let keys: std::collections::BTreeSet<&String> = saved.keys().chain(current.keys()).collect();
-    keys.into_iter()
-        .find(|key| saved.get(*key) != current.get(*key))
-        .map(|key| format!("`{key}` differs"))
-        .unwrap_or_else(|| "formatting differs".to_string())
+    let mut log = RunLog::open(&dir.log(), observer)?;
+    log.message(&format!(
+        "{} run `{}` in {} on {}",
+        if prepared.resuming { "resuming" } else { "starting" },
+        config.name,
+        dir.root().display(),
+        config_name(&config.backend)
+    ));
+    let context = Context::open(config, dir, device, &mut log)?;
+    context.check_before_spending()?;
+    match context.stages(options, &mut log) {
+        Err(TrainError::Interrupted { at }) => Ok(RunOutcome::Stopped { at }),
+        outcome => outcome,
+    }
 }
 
 /// Everything the stages share.
 struct Context<'a> {
     config: &'a RunConfig,
-    dir: &'a Path,
+    dir: &'a RunDir,
     device: &'a Device,
     training_device: Device,
     data: PartialClassData,
+    split: ClassSplit,
     train_pipeline: Pipeline,
     eval_pipeline: Pipeline,
     model_settings: ModelSettings,
     model_config: ModelConfig,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// Lists the data, resolves the model against it and saves the class split.
+    fn open(
+        config: &'a RunConfig,
+        dir: &'a RunDir,
+        device: &'a Device,
+        log: &mut RunLog<'_>,
+    ) -> Result<Self, TrainError> {
+        let data = config.data.open("data")?;
+        let skip_unreadable = config.data.loader.on_corrupt == ftcal_data::OnCorrupt::Skip;
+        if let Some(error) = data.first_error(skip_unreadable) {
+            return Err(error.into());
+        }
+        let (train_pipeline, eval_pipeline) = config.data.transforms.pipelines("data.transforms")?;
+        let mut model_settings = config.model.clone();
+        let num_classes = data.target.num_classes;
+        match model_settings.classes {
+            Some(classes) if classes != num_classes => {
+                return Err(TrainError::config(
+                    "model.classes",
+                    format!(
+                        "is {classes} but the target dataset has {num_classes} classes; leave it out to use the dataset's"
+                    ),
+                ));
+            }
+            _ => model_settings.classes = Some(num_classes),
+        }
+        let model_config = model_settings.config("model")?;
+        let (height, width) = eval_pipeline.output_size();
+        let image_size = model_config.image_size() as u32;
+        if let ModelConfig::Vit(_) = model_config
+            && (height != image_size || width != image_size)
+        {
+            return Err(TrainError::config(
+                "data.transforms",
+                format!(
+                    "the pipelines produce {height}×{width} images but the ViT takes {0}×{0}; set model.image_size or the transforms",
+                    model_config.image_size()
+                ),
+            ));
+        }
+        let split = data.split.clone();
+        write_json(&dir.classes(), &SavedSplit::new(&split))?;
+        log.message(&format!(
+            "target {}: {} train / {} test images; S = {:?} ({} train images), U = {:?}",
+            data.target.name,
+            data.target.train.len(),
+            data.target.test.len(),
+            split.fine_tuning(),
+            data.fine_tuning_train.len(),
+            split.absent()
+        ));
+        Ok(Self {
+            config,
+            dir,
+            device,
+            training_device: device.clone().autodiff(),
+            data,
+            split,
+            train_pipeline,
+            eval_pipeline,
+            model_settings,
+            model_config,
+        })
+    }
+
+    /// Checks what would otherwise fail only once a stage reaches it, so that a config error never costs
+    /// the stages before: every stage's batch size against its training set, the PCV folds' halves of S,
+    /// the evaluation batches, and the model's weights (built and loaded once).
+    fn check_before_spending(&self) -> Result<(), TrainError> {
+        let check = |plan: BatchPlan, set: &ImageSet, key: &str| {
+            plan.check(set).map_err(|error| match error {
+                DataError::Config { key: field, message } if field != "data" => {
+                    TrainError::config(format!("{key}.{field}"), message)
+                }
+                other => other.into(),
+            })
+        };
+        if let (Some(settings), Some(source)) = (&self.config.source, &self.data.source) {
+            check(batch_plan(settings), &source.train, "source")?;
+        }
+        check(
+            batch_plan(&self.config.fine_tuning),
+            &self.data.fine_tuning_train,
+            "fine_tuning",
+        )?;
+        for (fold, _, set) in self.pcv_folds()? {
+            check(batch_plan(&self.config.fine_tuning), &set, "fine_tuning").map_err(|error| {
+                TrainError::config(
+                    "fine_tuning.batch_size",
+                    format!("PCV fold {fold} fine-tunes on half of S: {error}"),
+                )
+            })?;
+        }
+        for split in &self.config.eval.splits {
+            check(
+                BatchPlan::evaluation(self.config.eval.batch_size),
+                self.eval_set(*split),
+                "eval",
+            )?;
+        }
+        self.initial_model()?;
+        Ok(())
+    }
+
+    /// The PCV folds: each one's split of S and the training images of its half.
+    fn pcv_folds(&self) -> Result<Vec<(usize, PcvFoldSplit, ImageSet)>, TrainError> {
+        if !self.config.eval.calibration.contains(&CalibrationMethod::Pcv) {
+            return Ok(Vec::new());
+        }
+        let seeds = self.config.eval.pcv_seeds.clone().unwrap_or_default();
+        let mut folds = Vec::with_capacity(seeds.len());
+        for (fold, seed) in seeds.into_iter().enumerate() {
+            let fold_split = PcvFoldSplit::draw(self.split.fine_tuning(), seed);
+            if fold_split.pseudo_absent.is_empty() {
+                return Err(TrainError::config(
+                    "eval.calibration",
+                    "PCV needs at least two fine-tuning classes to split S in halves",
+                ));
+            }
+            let set = self.data.target.train.restricted_to(
+                &fold_split.pseudo_fine_tuning,
+                format!("{} train (PCV fold {fold})", self.data.target.name),
+            );
+            folds.push((fold, fold_split, set));
+        }
+        Ok(folds)
+    }
+
+    fn eval_set(&self, split: EvalSplit) -> &ImageSet {
+        match split {
+            EvalSplit::Train => &self.data.target.train,
+            EvalSplit::Test => &self.data.target.test,
+        }
+    }
+
     fn evaluator(&self) -> Evaluator<'_> {
         Evaluator {
             pipeline: &self.eval_pipeline,
@@ -236,35 +273,34 @@ impl Context<'_> {
         Ok(model)
     }
 
-    fn source_model_path(&self) -> PathBuf {
-        self.dir.join("models").join("source.safetensors")
-    }
-
-    /// The pre-trained model: the source stage's result when there is one, else [`Self::initial_model`].
+    /// The pre-trained model, built anew from files: the source stage's result when there is one, else
+    /// [`Self::initial_model`].
     fn pretrained_model(&self) -> Result<Model, TrainError> {
         let model = self.initial_model()?;
         if self.config.source.is_none() {
             return Ok(model);
         }
-        let weights = ftcal_models::TensorMap::read(&self.source_model_path())?;
+        let weights = ftcal_models::TensorMap::read(&self.dir.source_model())?;
         let (model, _) = model.load_timm(&weights, Default::default(), &self.training_device)?;
         Ok(model)
     }
 
-    /// Evaluates `model` on every configured split and saves the outputs of `epoch`.
+    /// Evaluates `model` on every configured split whose outputs of `epoch` are not saved yet, and saves
+    /// them.
     fn evaluate(&self, model: &Model, epoch: i64, log: &mut RunLog<'_>) -> Result<(), TrainError> {
         for split in &self.config.eval.splits {
-            let set = match split {
-                EvalSplit::Train => &self.data.target.train,
-                EvalSplit::Test => &self.data.target.test,
-            };
+            let path = self.dir.output(split.name(), epoch);
+            if path.exists() {
+                continue;
+            }
             let label = if epoch == PRETRAINED_EPOCH {
                 format!("{}, pre-trained", split.name())
             } else {
                 format!("{}, epoch {epoch}", split.name())
             };
-            let scores = self.evaluator().predict(model, set, &label, log)?;
-            let path = output_path(self.dir, split.name(), epoch);
+            let scores = self
+                .evaluator()
+                .predict(model, self.eval_set(*split), &label, log)?;
             create_parent(&path)?;
             write_scores(&path, &scores)?;
         }
@@ -286,292 +322,197 @@ impl Context<'_> {
             pipeline: &self.train_pipeline,
             loader: &self.config.data.loader,
             seed,
-            checkpoint: Checkpoint::new(self.dir.join("checkpoints").join(name)),
+            checkpoint: Checkpoint::new(self.dir.checkpoint(name)),
             model_config: &self.model_config,
             stop_after_epoch: stop,
         }
     }
-}
 
-fn create_parent(path: &Path) -> Result<(), TrainError> {
-    match path.parent() {
-        Some(parent) => std::fs::create_dir_all(parent).map_err(|e| io_error(parent, e)),
-        None => Ok(()),
+    /// Runs a training stage: the trained model, or where its loss diverged.
+    fn train(
+        &self,
+        job: StageJob<'_>,
+        model: Model,
+        log: &mut RunLog<'_>,
+        after_epoch: &mut dyn FnMut(usize, &Model, &mut RunLog<'_>) -> Result<(), TrainError>,
+    ) -> Result<Result<Model, Divergence>, TrainError> {
+        let stage = job.name.clone();
+        Ok(
+            match train_stage(job, model, &self.training_device, log, after_epoch)? {
+                StageEnd::Finished(model) => Ok(*model),
+                StageEnd::Diverged(at) => Err(Divergence {
+                    stage,
+                    epoch: at.epoch,
+                    iteration: at.iteration,
+                }),
+            },
+        )
     }
-}
 
-/// The path of a PCV fold's split.
-pub fn pcv_split_path(run_dir: &Path, fold: usize) -> PathBuf {
-    pcv_dir(run_dir, fold).join("split.json")
-}
-
-/// The path of a PCV fold's outputs: its model on the target's training data of S.
-pub fn pcv_output_path(run_dir: &Path, fold: usize) -> PathBuf {
-    pcv_dir(run_dir, fold).join("train.safetensors")
-}
-
-/// The path of the saved class split.
-pub fn classes_path(run_dir: &Path) -> PathBuf {
-    run_dir.join("classes.json")
-}
-
-/// Runs, or resumes, the whole pipeline of `config` (resolved) in `dir`. `device` is the plain device of
-/// the chosen backend; training runs on its autodiff twin.
-pub fn run(
-    config: &RunConfig,
-    dir: &Path,
-    device: &Device,
-    options: &RunOptions,
-    observer: &mut dyn Observer,
-) -> Result<RunOutcome, TrainError> {
-    let resuming = prepare_dir(config, dir, options.force)?;
-    if resuming && let Some(summary) = report::read_summary(dir)? {
-        if summary.status == Some(ftcal_eval::RunStatus::Completed) {
-            let mut log = RunLog::open(&dir.join("log.txt"), observer)?;
-            log.message(&format!(
-                "{}: already finished; use --force to run it again",
-                dir.display()
-            ));
-            return Ok(RunOutcome::AlreadyDone(report::evaluate_run(dir)?));
+    /// The stages in order, each skipped when its results are saved, then the report.
+    fn stages(&self, options: &RunOptions, log: &mut RunLog<'_>) -> Result<RunOutcome, TrainError> {
+        if let Some(divergence) = self.training_stages(options, log)? {
+            let report = report::write_diverged(self.dir, divergence)?;
+            log.message(&format!("summary written to {}", self.dir.summary().display()));
+            return Ok(RunOutcome::Diverged(report));
         }
-        if summary.status == Some(ftcal_eval::RunStatus::Diverged) {
-            return Err(TrainError::file(
-                dir.join("summary.json"),
-                "this run diverged; change the config (e.g. a lower lr) and use --out, or --force to retry",
-            ));
+        let report = report::evaluate_run(self.dir.root())?;
+        log.message(&format!("report written to {}", self.dir.report().display()));
+        Ok(RunOutcome::Completed(report))
+    }
+
+    /// The stages before the report; where a loss diverged, if it did.
+    fn training_stages(
+        &self,
+        options: &RunOptions,
+        log: &mut RunLog<'_>,
+    ) -> Result<Option<Divergence>, TrainError> {
+        if let Some(divergence) = self.source_stage(log)? {
+            return Ok(Some(divergence));
         }
-    }
-    let mut log = RunLog::open(&dir.join("log.txt"), observer)?;
-    log.message(&format!(
-        "{} run `{}` in {} on {}",
-        if resuming { "resuming" } else { "starting" },
-        config.name,
-        dir.display(),
-        config_name(&config.backend)
-    ));
-
-    let data = config.data.open("data")?;
-    let skip_unreadable = config.data.loader.on_corrupt == ftcal_data::OnCorrupt::Skip;
-    if let Some(error) = data.first_error(skip_unreadable) {
-        return Err(error.into());
-    }
-    let (train_pipeline, eval_pipeline) = config.data.transforms.pipelines("data.transforms")?;
-    let mut model_settings = config.model.clone();
-    let num_classes = data.target.num_classes;
-    match model_settings.classes {
-        Some(classes) if classes != num_classes => {
-            return Err(TrainError::config(
-                "model.classes",
-                format!(
-                    "is {classes} but the target dataset has {num_classes} classes; leave it out to use the dataset's"
-                ),
-            ));
+        self.pretrained_stage(log)?;
+        if let Some(divergence) = self.fine_tuning_stage(options, log)? {
+            return Ok(Some(divergence));
         }
-        _ => model_settings.classes = Some(num_classes),
+        self.pcv_stage(log)
     }
-    let model_config = model_settings.config("model")?;
-    let (height, width) = eval_pipeline.output_size();
-    let image_size = model_config.image_size() as u32;
-    if let ModelConfig::Vit(_) = model_config
-        && (height != image_size || width != image_size)
-    {
-        return Err(TrainError::config(
-            "data.transforms",
-            format!(
-                "the pipelines produce {height}×{width} images but the ViT takes {0}×{0}; set model.image_size or the transforms",
-                model_config.image_size()
-            ),
-        ));
-    }
-    let split = data.split.clone();
-    let saved_split = serde_json::to_string_pretty(&SavedSplit::new(&split)).expect("serialises");
-    write_atomic(&classes_path(dir), saved_split.as_bytes())?;
-    log.message(&format!(
-        "target {}: {} train / {} test images; S = {:?} ({} train images), U = {:?}",
-        data.target.name,
-        data.target.train.len(),
-        data.target.test.len(),
-        split.fine_tuning(),
-        data.fine_tuning_train.len(),
-        split.absent()
-    ));
 
-    let context = Context {
-        config,
-        dir,
-        device,
-        training_device: device.clone().autodiff(),
-        data,
-        train_pipeline,
-        eval_pipeline,
-        model_settings,
-        model_config,
-    };
-
-    // Source stage.
-    if let Some(settings) = &config.source
-        && !context.source_model_path().exists()
-    {
-        let source = context
-            .data
-            .source
-            .as_ref()
-            .expect("resolve() checked [data.source]");
+    /// Trains the source model on every class of `data.source` (when `[source]` is set).
+    fn source_stage(&self, log: &mut RunLog<'_>) -> Result<Option<Divergence>, TrainError> {
+        let (Some(settings), Some(source)) = (&self.config.source, &self.data.source) else {
+            return Ok(None);
+        };
+        let path = self.dir.source_model();
+        if path.exists() {
+            return Ok(None);
+        }
         log.message(&format!(
             "source: training on {} ({} images, all {} classes)",
             source.name,
             source.train.len(),
             source.num_classes
         ));
-        let job = context.job("source", settings, source.train.clone(), config.seed, None);
-        match train_stage(
-            job,
-            context.initial_model()?,
-            &context.training_device,
-            &mut log,
-            &mut |_, _, _| Ok(()),
-        )? {
-            StageEnd::Finished(model) => {
-                let path = context.source_model_path();
-                create_parent(&path)?;
-                model.save(&context.model_config, &path)?;
-                let scores = context
-                    .evaluator()
-                    .predict(&model, &source.test, "source test", &mut log)?;
-                let correct = scores
-                    .logits()
-                    .iter_rows()
-                    .zip(scores.labels())
-                    .filter(|(row, label)| argmax(row) == **label as usize)
-                    .count();
-                log.message(&format!(
-                    "source model: {:.2}% top-1 on {} test ({} images); saved to {}",
-                    100.0 * correct as f64 / scores.len().max(1) as f64,
-                    source.name,
-                    scores.len(),
-                    path.display()
-                ));
-            }
-            StageEnd::Diverged(at) => return diverged(dir, "source", at, &mut log),
-            StageEnd::Stopped { epoch } => return Ok(RunOutcome::Stopped { epoch }),
+        let job = self.job("source", settings, source.train.clone(), self.config.seed, None);
+        let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
+        let model = match self.train(job, self.initial_model()?, log, no_evaluation)? {
+            Ok(model) => model,
+            Err(divergence) => return Ok(Some(divergence)),
+        };
+        create_parent(&path)?;
+        model.save(&self.model_config, &path)?;
+        let scores = self
+            .evaluator()
+            .predict(&model, &source.test, "source test", log)?;
+        let correct = scores
+            .logits()
+            .iter_rows()
+            .zip(scores.labels())
+            .filter(|(row, label)| argmax(row) == **label as usize)
+            .count();
+        log.message(&format!(
+            "source model: {:.2}% top-1 on {} test ({} images); saved to {}",
+            100.0 * correct as f64 / scores.len().max(1) as f64,
+            source.name,
+            scores.len(),
+            path.display()
+        ));
+        Ok(None)
+    }
+
+    /// Evaluates the pre-trained model (epoch −1).
+    fn pretrained_stage(&self, log: &mut RunLog<'_>) -> Result<(), TrainError> {
+        let done = (self.config.eval.splits.iter())
+            .all(|split| self.dir.output(split.name(), PRETRAINED_EPOCH).exists());
+        if !done {
+            self.evaluate(&self.pretrained_model()?, PRETRAINED_EPOCH, log)?;
         }
+        Ok(())
     }
 
-    // The pre-trained model, epoch −1.
-    let pretrained = context.pretrained_model()?;
-    let test_done = output_path(dir, EvalSplit::Test.name(), PRETRAINED_EPOCH).exists();
-    if !test_done {
-        context.evaluate(&pretrained, PRETRAINED_EPOCH, &mut log)?;
-    }
-
-    // Fine-tuning on S.
-    let fine_tuned_path = dir.join("models").join("fine_tuned.safetensors");
-    if !fine_tuned_path.exists() {
-        let settings = &config.fine_tuning;
+    /// Fine-tunes the pre-trained model on S, evaluating every `eval.every` epochs and after the last.
+    fn fine_tuning_stage(
+        &self,
+        options: &RunOptions,
+        log: &mut RunLog<'_>,
+    ) -> Result<Option<Divergence>, TrainError> {
+        let path = self.dir.fine_tuned_model();
+        if path.exists() {
+            return Ok(None);
+        }
+        let settings = &self.config.fine_tuning;
         log.message(&format!(
             "fine-tuning (method {}) on {} images of S for {} epochs",
             config_name(&settings.method),
-            context.data.fine_tuning_train.len(),
+            self.data.fine_tuning_train.len(),
             settings.epochs
         ));
-        let job = context.job(
+        let job = self.job(
             "fine_tuning",
             settings,
-            context.data.fine_tuning_train.clone(),
-            config.seed,
+            self.data.fine_tuning_train.clone(),
+            self.config.seed,
             options.stop_after_epoch,
         );
-        let every = config.eval.every;
+        let every = self.config.eval.every;
         let last = settings.epochs - 1;
         let mut after_epoch = |epoch: usize, model: &Model, log: &mut RunLog<'_>| {
             if (epoch + 1).is_multiple_of(every) || epoch == last {
-                context.evaluate(model, epoch as i64, log)?;
-                report::write_metrics(dir)?;
+                self.evaluate(model, epoch as i64, log)?;
+                report::write_metrics(self.dir)?;
             }
             Ok(())
         };
-        match train_stage(
-            job,
-            pretrained.clone(),
-            &context.training_device,
-            &mut log,
-            &mut after_epoch,
-        )? {
-            StageEnd::Finished(model) => {
-                create_parent(&fine_tuned_path)?;
-                model.save(&context.model_config, &fine_tuned_path)?;
-                log.message(&format!(
-                    "fine-tuned model saved to {}",
-                    fine_tuned_path.display()
-                ));
-            }
-            StageEnd::Diverged(at) => return diverged(dir, "fine_tuning", at, &mut log),
-            StageEnd::Stopped { epoch } => return Ok(RunOutcome::Stopped { epoch }),
-        }
+        let model = match self.train(job, self.pretrained_model()?, log, &mut after_epoch)? {
+            Ok(model) => model,
+            Err(divergence) => return Ok(Some(divergence)),
+        };
+        create_parent(&path)?;
+        model.save(&self.model_config, &path)?;
+        log.message(&format!("fine-tuned model saved to {}", path.display()));
+        Ok(None)
     }
 
-    // PCV: K fine-tunings of the pre-trained model on random halves of S.
-    if config.eval.calibration.contains(&CalibrationMethod::Pcv) {
-        let seeds = config.eval.pcv_seeds.clone().unwrap_or_default();
+    /// PCV: K fine-tunings of the pre-trained model on random halves of S, each saving its outputs on
+    /// S's training images.
+    fn pcv_stage(&self, log: &mut RunLog<'_>) -> Result<Option<Divergence>, TrainError> {
+        let folds = self.pcv_folds()?;
         let fold_settings = TrainingSettings {
-            epochs: config.eval.pcv_epochs.unwrap_or(config.fine_tuning.epochs),
-            ..config.fine_tuning.clone()
+            epochs: (self.config.eval.pcv_epochs).unwrap_or(self.config.fine_tuning.epochs),
+            ..self.config.fine_tuning.clone()
         };
-        for (fold, &seed) in seeds.iter().enumerate() {
-            let output = pcv_output_path(dir, fold);
+        let count = folds.len();
+        for (fold, fold_split, set) in folds {
+            let output = self.dir.pcv_output(fold);
             if output.exists() {
                 continue;
             }
-            let fold_split = PcvFoldSplit::draw(split.fine_tuning(), seed);
-            if fold_split.pseudo_absent.is_empty() {
-                return Err(TrainError::config(
-                    "eval.calibration",
-                    "PCV needs at least two fine-tuning classes to split S in halves",
-                ));
-            }
             create_parent(&output)?;
-            let split_json = serde_json::to_string_pretty(&fold_split).expect("serialises");
-            write_atomic(&pcv_split_path(dir, fold), split_json.as_bytes())?;
-            let name = format!("pcv-{fold}");
+            write_json(&self.dir.pcv_split(fold), &fold_split)?;
             log.message(&format!(
-                "PCV fold {}/{}: fine-tuning on {:?}, pseudo-absent {:?}",
+                "PCV fold {}/{count}: fine-tuning on {:?}, pseudo-absent {:?}",
                 fold + 1,
-                seeds.len(),
                 fold_split.pseudo_fine_tuning,
                 fold_split.pseudo_absent
             ));
-            let set = context.data.target.train.restricted_to(
-                &fold_split.pseudo_fine_tuning,
-                format!("{} train (PCV fold {fold})", context.data.target.name),
-            );
             // Each fold's batches differ from the main run's and from the other folds'.
-            let fold_seed = config.seed ^ (0x7063_7600 + fold as u64);
-            let job = context.job(&name, &fold_settings, set, fold_seed, None);
-            match train_stage(
-                job,
-                pretrained.clone(),
-                &context.training_device,
-                &mut log,
-                &mut |_, _, _| Ok(()),
-            )? {
-                StageEnd::Finished(model) => {
-                    let scores = context.evaluator().predict(
-                        &model,
-                        &context.data.fine_tuning_train,
-                        &format!("PCV fold {fold}, S train"),
-                        &mut log,
-                    )?;
-                    write_scores(&output, &scores)?;
-                }
-                StageEnd::Diverged(at) => return diverged(dir, &name, at, &mut log),
-                StageEnd::Stopped { epoch } => return Ok(RunOutcome::Stopped { epoch }),
-            }
+            let fold_seed = self.config.seed ^ (0x7063_7600 + fold as u64);
+            let name = format!("pcv-{fold}");
+            let job = self.job(&name, &fold_settings, set, fold_seed, None);
+            let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
+            let model = match self.train(job, self.pretrained_model()?, log, no_evaluation)? {
+                Ok(model) => model,
+                Err(divergence) => return Ok(Some(divergence)),
+            };
+            let scores = self.evaluator().predict(
+                &model,
+                &self.data.fine_tuning_train,
+                &format!("PCV fold {fold}, S train"),
+                log,
+            )?;
+            write_scores(&output, &scores)?;
         }
+        Ok(None)
     }
-
-    let report = report::evaluate_run(dir)?;
-    log.message(&format!("report written to {}", dir.join("report.md").display()));
-    Ok(RunOutcome::Completed(report))
 }
 
 fn argmax(row: &[f32]) -> usize {
@@ -582,33 +523,4 @@ fn argmax(row: &[f32]) -> usize {
             |best, (i, &v)| if v > best.1 { (i, v) } else { best },
         )
         .0
-}
-
-fn diverged(
-    dir: &Path,
-    stage: &str,
-    at: crate::trainer::Divergence,
-    log: &mut RunLog<'_>,
-) -> Result<RunOutcome, TrainError> {
-    let divergence = Divergence {
-        stage: stage.to_string(),
-        epoch: at.epoch,
-        iteration: at.iteration,
-    };
-    let report = report::write_diverged(dir, divergence)?;
-    log.message(&format!(
-        "summary written to {}",
-        dir.join("summary.json").display()
-    ));
-    Ok(RunOutcome::Diverged(report))
-}
-
-/// A run's summary, for callers that only need the JSON shape.
-pub fn summary_of(outcome: &RunOutcome) -> Option<&Summary> {
-    match outcome {
-        RunOutcome::Completed(report) | RunOutcome::AlreadyDone(report) | RunOutcome::Diverged(report) => {
-            Some(&report.summary)
-        }
-        RunOutcome::Stopped { .. } => None,
-    }
 }

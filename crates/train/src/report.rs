@@ -7,12 +7,12 @@
 //! NCM probe's Acc_{U/Y} per epoch).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ftcal_eval::{
-    CalibratedMetrics, ClassSplit, EpochSeries, Matrix, ModelEvaluation, PcvFold, PlotMark, RankedScores,
-    RunStatus, Scores, SeenUnseenCurve, Summary, Table, TopK, alg_gamma, curve_csv, pcv_gamma, plot_epochs,
-    plot_seen_unseen, read_scores, summary_table, write_atomic,
+    CalibratedMetrics, ClassSplit, EpochSeries, EvalError, Matrix, ModelEvaluation, PcvFold, PlotMark,
+    RankedScores, RunStatus, Scores, SeenUnseenCurve, Summary, Table, TopK, alg_gamma, curve_csv, pcv_gamma,
+    plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
 pub use ftcal_eval::Divergence;
@@ -20,8 +20,8 @@ pub use ftcal_eval::Divergence;
 use crate::TrainError;
 use crate::checkpoint::{Checkpoint, TrainingState};
 use crate::config::{CalibrationMethod, RunConfig, config_name};
-use crate::outputs::{PRETRAINED_EPOCH, output_path, saved_epochs};
-use crate::pipeline::{PcvFoldSplit, SavedSplit, classes_path, config_path, pcv_output_path, pcv_split_path};
+use crate::interrupt;
+use crate::run_dir::{PRETRAINED_EPOCH, PcvFoldSplit, RunDir, SavedSplit, read_json, write_json};
 
 /// One PCV fold's choice, for the report.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,42 +64,37 @@ pub struct RunReport {
     pub table: String,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::file(path, e.to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| TrainError::file(path, format!("unreadable: {e}")))
-}
-
 /// The run's resolved config.
-pub fn read_config(dir: &Path) -> Result<RunConfig, TrainError> {
-    let path = config_path(dir);
+pub fn read_config(dir: &RunDir) -> Result<RunConfig, TrainError> {
+    let path = dir.config();
     let text = std::fs::read_to_string(&path).map_err(|e| {
         TrainError::file(
             &path,
-            format!("{e}; is {} an ftcal run directory?", dir.display()),
+            format!("{e}; is {} an ftcal run directory?", dir.root().display()),
         )
     })?;
     toml::from_str(&text).map_err(|e| TrainError::file(&path, e.to_string()))
 }
 
 /// `summary.json`, if written.
-pub fn read_summary(dir: &Path) -> Result<Option<Summary>, TrainError> {
-    let path = dir.join("summary.json");
+pub fn read_summary(dir: &RunDir) -> Result<Option<Summary>, TrainError> {
+    let path = dir.summary();
     if !path.exists() {
         return Ok(None);
     }
     read_json(&path).map(Some)
 }
 
-fn read_split(dir: &Path) -> Result<ClassSplit, TrainError> {
-    read_json::<SavedSplit>(&classes_path(dir))?.split()
+fn read_split(dir: &RunDir) -> Result<ClassSplit, TrainError> {
+    read_json::<SavedSplit>(&dir.classes())?.split()
 }
 
-fn training_history(dir: &Path) -> Result<Option<TrainingState>, TrainError> {
-    Checkpoint::new(dir.join("checkpoints").join("fine_tuning")).state()
+fn training_history(dir: &RunDir) -> Result<Option<TrainingState>, TrainError> {
+    Checkpoint::new(dir.checkpoint("fine_tuning")).state()
 }
 
-fn read_output(dir: &Path, split: &str, epoch: i64) -> Result<Option<Scores>, TrainError> {
-    let path = output_path(dir, split, epoch);
+fn read_output(dir: &RunDir, split: &str, epoch: i64) -> Result<Option<Scores>, TrainError> {
+    let path = dir.output(split, epoch);
     if !path.exists() {
         return Ok(None);
     }
@@ -108,7 +103,7 @@ fn read_output(dir: &Path, split: &str, epoch: i64) -> Result<Option<Scores>, Tr
 
 /// The evaluation of one epoch's test outputs, with NCM class means from its training outputs.
 fn evaluate_epoch(
-    dir: &Path,
+    dir: &RunDir,
     epoch: i64,
     split: &ClassSplit,
 ) -> Result<Option<(ModelEvaluation, Option<Scores>)>, TrainError> {
@@ -124,12 +119,12 @@ fn evaluate_epoch(
 }
 
 /// The rows of `metrics.csv`, one per evaluated epoch.
-fn epoch_metrics(dir: &Path, split: &ClassSplit) -> Result<Vec<EpochMetrics>, TrainError> {
+fn epoch_metrics(dir: &RunDir, split: &ClassSplit) -> Result<Vec<EpochMetrics>, TrainError> {
     let history = training_history(dir)?
         .map(|state| state.history)
         .unwrap_or_default();
     let mut rows = Vec::new();
-    for epoch in saved_epochs(dir, "test") {
+    for epoch in dir.saved_epochs("test") {
         let Some((evaluation, train)) = evaluate_epoch(dir, epoch, split)? else {
             continue;
         };
@@ -188,10 +183,10 @@ fn metrics_csv(rows: &[EpochMetrics]) -> String {
 }
 
 /// Rewrites `metrics.csv` from the outputs saved so far (after each evaluated epoch).
-pub fn write_metrics(dir: &Path) -> Result<(), TrainError> {
+pub fn write_metrics(dir: &RunDir) -> Result<(), TrainError> {
     let split = read_split(dir)?;
     let rows = epoch_metrics(dir, &split)?;
-    write_atomic(&dir.join("metrics.csv"), metrics_csv(&rows).as_bytes())?;
+    write_atomic(&dir.metrics(), metrics_csv(&rows).as_bytes())?;
     Ok(())
 }
 
@@ -211,7 +206,7 @@ fn rows_where(scores: &Scores, keep: impl Fn(u32) -> bool) -> Result<Scores, Tra
 
 /// PCV's γ from the saved folds, or `None` when not every fold has finished.
 fn pcv(
-    dir: &Path,
+    dir: &RunDir,
     config: &RunConfig,
     split: &ClassSplit,
 ) -> Result<Option<(f64, Vec<PcvFoldReport>)>, TrainError> {
@@ -225,11 +220,11 @@ fn pcv(
     let pretrained_s = rows_where(&pretrained_train, is_fine_tuning)?;
     let mut curves: Vec<(PcvFoldSplit, SeenUnseenCurve, ftcal_eval::ranking::Accuracy)> = Vec::new();
     for fold in 0..seeds.len() {
-        let output = pcv_output_path(dir, fold);
+        let output = dir.pcv_output(fold);
         if !output.exists() {
             return Ok(None);
         }
-        let fold_split: PcvFoldSplit = read_json(&pcv_split_path(dir, fold))?;
+        let fold_split: PcvFoldSplit = read_json(&dir.pcv_split(fold))?;
         // Pseudo-absent classes join the real U; the curve is traced on S's training samples only.
         let mut absent = fold_split.pseudo_absent.clone();
         absent.extend_from_slice(split.absent());
@@ -270,8 +265,11 @@ fn pcv(
     Ok(Some((choice.gamma, reports)))
 }
 
-/// Recomputes every metric and calibration from the run directory's outputs and writes the report files.
+/// Recomputes every metric and calibration from the run directory's outputs and writes the report files,
+/// `summary.json` last: a run killed while writing them has no new summary, and its rerun writes them all
+/// again.
 pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
+    let dir = &RunDir::new(dir);
     let config = read_config(dir)?;
     let split = read_split(dir)?;
     let epochs = epoch_metrics(dir, &split)?;
@@ -280,7 +278,7 @@ pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
     if let Some((pretrained, _)) = evaluate_epoch(dir, PRETRAINED_EPOCH, &split)? {
         summary.pretrained = Some(pretrained.metrics().clone());
     }
-    let finished = dir.join("models").join("fine_tuned.safetensors").exists();
+    let finished = dir.fine_tuned_model().exists();
     let last = epochs.iter().map(|row| row.epoch).filter(|&e| e >= 0).max();
     let mut pcv_folds = Vec::new();
     let mut marks = Vec::new();
@@ -351,17 +349,20 @@ pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
         _ if finished && (!pcv_expected || !pcv_folds.is_empty()) => Some(RunStatus::Completed),
         _ => None,
     };
-    let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
-    write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
-    write_atomic(&dir.join("metrics.csv"), metrics_csv(&epochs).as_bytes())?;
+    interrupt::reached("report metrics.csv");
+    write_atomic(&dir.metrics(), metrics_csv(&epochs).as_bytes())?;
     if let Some(curve) = &fine_tuned_curve {
-        write_atomic(&dir.join("curve.csv"), curve_csv(curve).as_bytes())?;
+        interrupt::reached("report curve");
+        write_atomic(&dir.curve_csv(), curve_csv(curve).as_bytes())?;
         let title = format!(
             "{}: seen–unseen curve of the fine-tuned model (test)",
             config.name
         );
-        // A test split without S or U has no curve; the table still stands.
-        let _ = plot_seen_unseen(curve, &marks, &title, &dir.join("curve.png"));
+        match plot_seen_unseen(curve, &marks, &title, &dir.curve_plot()) {
+            // A test split without S or U has no curve to draw; the table still stands.
+            Err(EvalError::Plot { .. }) => {}
+            other => other?,
+        }
     }
     if !epochs.is_empty() {
         let epoch_numbers: Vec<i64> = epochs.iter().map(|row| row.epoch).collect();
@@ -377,11 +378,12 @@ pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
             label: label.to_string(),
             values,
         });
+        interrupt::reached("report epochs.png");
         plot_epochs(
             &epoch_numbers,
             &series,
             &format!("{}: test accuracy per epoch", config.name),
-            &dir.join("epochs.png"),
+            &dir.epochs_plot(),
         )?;
     }
     let table = summary_table(&summary, TopK::Top1).to_markdown();
@@ -391,21 +393,23 @@ pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
         pcv_folds,
         table,
     };
+    interrupt::reached("report report.md");
     write_atomic(
-        &dir.join("report.md"),
+        &dir.report(),
         report_markdown(&config, &split, &report).as_bytes(),
     )?;
+    interrupt::reached("report summary.json");
+    write_json(&dir.summary(), &report.summary)?;
     Ok(report)
 }
 
 /// Writes `summary.json` for a run whose loss diverged, with what was measured before it.
-pub fn write_diverged(dir: &Path, divergence: Divergence) -> Result<RunReport, TrainError> {
+pub fn write_diverged(dir: &RunDir, divergence: Divergence) -> Result<RunReport, TrainError> {
     let mut summary = read_summary(dir)?.unwrap_or_default();
     summary.status = Some(RunStatus::Diverged);
     summary.diverged = Some(divergence);
-    let json = serde_json::to_string_pretty(&summary).expect("a summary serialises");
-    write_atomic(&dir.join("summary.json"), format!("{json}\n").as_bytes())?;
-    evaluate_run(dir)
+    write_json(&dir.summary(), &summary)?;
+    evaluate_run(dir.root())
 }
 
 fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -> String {
@@ -511,19 +515,4 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
     out.push_str(&table.to_markdown());
     out.push_str("\n![seen–unseen curve](curve.png)\n\n![accuracy per epoch](epochs.png)\n");
     out
-}
-
-/// The report files a run directory holds after the eval stage.
-pub fn report_files(dir: &Path) -> Vec<PathBuf> {
-    [
-        "summary.json",
-        "metrics.csv",
-        "report.md",
-        "curve.png",
-        "curve.csv",
-        "epochs.png",
-    ]
-    .iter()
-    .map(|name| dir.join(name))
-    .collect()
 }

@@ -1,5 +1,6 @@
 //! One training stage: cross-entropy over all logits, the optimizer with per-group learning rates, the
-//! schedule stepped every iteration, a checkpoint after every epoch, and a stop on a non-finite loss.
+//! schedule stepped every iteration, a checkpoint after every epoch (and inside one when a stop is
+//! requested), and a stop on a non-finite loss.
 
 use std::collections::HashSet;
 use std::time::Instant;
@@ -12,8 +13,9 @@ use ftcal_data::{BatchPlan, ImageSet, Loader, LoaderSettings, Pipeline};
 use ftcal_models::{Model, ModelConfig, ParamGroup};
 
 use crate::TrainError;
-use crate::checkpoint::{Checkpoint, EpochRecord, TrainingState};
+use crate::checkpoint::{Checkpoint, EpochRecord, PartialEpoch, TrainingState};
 use crate::config::{Method, TrainingSettings};
+use crate::interrupt;
 use crate::optim::{Optimizer, clip_grad_norm};
 use crate::progress::{Event, RunLog};
 
@@ -26,17 +28,12 @@ pub struct Divergence {
     pub iteration: usize,
 }
 
-/// How a stage ended.
+/// How a stage ended (a stop on request is [`TrainError::Interrupted`], its checkpoint written).
 pub enum StageEnd {
     /// Every epoch ran; the trained model.
     Finished(Box<Model>),
     /// A loss was NaN or infinite.
     Diverged(Divergence),
-    /// Stopped after an epoch on request (the resume test's hook), its checkpoint written.
-    Stopped {
-        /// The last completed epoch.
-        epoch: usize,
-    },
 }
 
 /// A training stage to run.
@@ -57,7 +54,7 @@ pub struct StageJob<'a> {
     pub checkpoint: Checkpoint,
     /// The model's description (checkpoints are rebuilt from it).
     pub model_config: &'a ModelConfig,
-    /// Stop after this epoch (0-based) once its checkpoint is written.
+    /// Stop after this epoch (0-based) once its checkpoint is written and `after_epoch` has run.
     pub stop_after_epoch: Option<usize>,
 }
 
@@ -84,7 +81,9 @@ fn prepare(model: Model, settings: &TrainingSettings) -> Model {
 }
 
 /// Runs (or resumes) a stage from `model`, which lives on the autodiff `device`. `after_epoch` runs after
-/// each epoch's iterations, before its checkpoint (the pipeline evaluates and saves outputs there).
+/// each epoch's checkpoint (the pipeline evaluates and saves outputs there); it must skip work already
+/// done, because a resumed stage calls it again for the last checkpointed epoch, whose evaluation a killed
+/// process may not have finished.
 pub fn train_stage(
     job: StageJob<'_>,
     model: Model,
@@ -99,39 +98,37 @@ pub fn train_stage(
         "fine_tuning"
     };
     let mut optimizer = Optimizer::new(&settings.optimizer, &format!("{key}.optimizer"))?;
-    let plan = BatchPlan {
-        batch_size: settings.batch_size,
-        shuffle: true,
-        drop_last: true,
-        iterations_per_epoch: settings.iterations_per_epoch,
-    };
-    let loader = Loader::new(job.train_set, job.pipeline.clone(), plan, job.seed, job.loader)
-        .map_err(|e| TrainError::config(format!("{key}.batch_size"), e.to_string()))?;
+    let loader = Loader::new(
+        job.train_set,
+        job.pipeline.clone(),
+        batch_plan(settings),
+        job.seed,
+        job.loader,
+    )
+    .map_err(|e| TrainError::config(format!("{key}.batch_size"), e.to_string()))?;
     let iterations = loader.batches_per_epoch();
     let total_iterations = iterations * settings.epochs;
 
     let (mut model, mut state) = match job.checkpoint.state()? {
-        Some(state) if state.epochs_done > 0 => {
+        Some(state) if state.iterations_done > 0 => {
             let model = job
                 .checkpoint
-                .restore(model, &mut optimizer, parameter_order, device)?;
+                .restore(&state, model, &mut optimizer, parameter_order, device)?;
+            let at = match &state.partial_epoch {
+                Some(partial) => format!(
+                    "epoch {}, iteration {}/{iterations}",
+                    state.epochs_done, partial.iterations
+                ),
+                None => format!("the end of epoch {}", state.epochs_done - 1),
+            };
             log.message(&format!(
-                "{}: resuming after epoch {} from {}",
+                "{}: resuming at {at} from {}",
                 job.name,
-                state.epochs_done - 1,
                 job.checkpoint.dir().display()
             ));
             (model, state)
         }
-        _ => (
-            model,
-            TrainingState {
-                epochs_done: 0,
-                iterations_done: 0,
-                seed: job.seed,
-                history: Vec::new(),
-            },
-        ),
+        _ => (model, TrainingState::start(job.seed)),
     };
     if state.seed != job.seed {
         return Err(TrainError::file(
@@ -146,8 +143,18 @@ pub fn train_stage(
     let order = parameter_order(&model);
     let head: HashSet<ParamId> = model.param_ids(ParamGroup::Head).into_iter().collect();
     let loss_function = CrossEntropyLossConfig::new().init(device);
+    let point = format!("{} iteration", job.name);
 
+    if state.partial_epoch.is_none() && state.epochs_done > 0 {
+        after_epoch(state.epochs_done - 1, &model, log)?;
+    }
     for epoch in state.epochs_done..settings.epochs {
+        if interrupt::stop_requested() {
+            return Err(stopped(log, &job.name, format!("before epoch {epoch}")));
+        }
+        let partial = state.partial_epoch.take();
+        let first = partial.as_ref().map_or(0, |p| p.iterations);
+        let mut loss_sum = partial.map_or(0.0, |p| p.loss_sum);
         log.event(&Event::EpochStarted {
             stage: &job.name,
             epoch,
@@ -155,8 +162,9 @@ pub fn train_stage(
             iterations,
         });
         let started = Instant::now();
-        let (mut loss_sum, mut images, mut lr) = (0.0, 0usize, settings.lr);
-        for (index, batch) in loader.epoch(epoch).enumerate() {
+        let (mut images, mut lr) = (0usize, settings.lr);
+        for (index, batch) in (first..).zip(loader.epoch_from(epoch, first)) {
+            interrupt::reached(&point);
             let batch = batch?;
             if !batch.skipped.is_empty() {
                 log.log_only(&format!(
@@ -210,13 +218,26 @@ pub fn train_stage(
                     index + 1
                 ));
             }
+            if interrupt::stop_requested() && index + 1 < iterations {
+                log.event(&Event::EpochFinished);
+                state.partial_epoch = Some(PartialEpoch {
+                    iterations: index + 1,
+                    loss_sum,
+                });
+                job.checkpoint
+                    .save(&model, job.model_config, &optimizer, &order, &mut state)?;
+                return Err(stopped(
+                    log,
+                    &job.name,
+                    format!("in epoch {epoch} after iteration {}/{iterations}", index + 1),
+                ));
+            }
         }
         log.event(&Event::EpochFinished);
         let record = EpochRecord {
             epoch,
             loss: loss_sum / iterations.max(1) as f64,
             lr,
-            images_per_second: images as f64 / started.elapsed().as_secs_f64().max(1e-9),
         };
         log.message(&format!(
             "{} epoch {}/{}: loss {:.4}, lr {:.3e}, {:.0} images/s",
@@ -225,20 +246,35 @@ pub fn train_stage(
             settings.epochs,
             record.loss,
             record.lr,
-            record.images_per_second
+            images as f64 / started.elapsed().as_secs_f64().max(1e-9)
         ));
-        after_epoch(epoch, &model, log)?;
         state.epochs_done = epoch + 1;
         state.history.push(record);
         job.checkpoint
-            .save(&model, job.model_config, &optimizer, &order, &state)?;
+            .save(&model, job.model_config, &optimizer, &order, &mut state)?;
+        after_epoch(epoch, &model, log)?;
         if job.stop_after_epoch == Some(epoch) && epoch + 1 < settings.epochs {
-            log.message(&format!(
-                "{}: stopped after epoch {epoch} as asked; run again to resume",
-                job.name
-            ));
-            return Ok(StageEnd::Stopped { epoch });
+            return Err(stopped(log, &job.name, format!("after epoch {epoch}, as asked")));
         }
     }
     Ok(StageEnd::Finished(Box::new(model)))
+}
+
+/// The batches a stage trains on: shuffled, the last incomplete batch of each pass dropped.
+pub fn batch_plan(settings: &TrainingSettings) -> BatchPlan {
+    BatchPlan {
+        batch_size: settings.batch_size,
+        shuffle: true,
+        drop_last: true,
+        iterations_per_epoch: settings.iterations_per_epoch,
+    }
+}
+
+/// Logs where a stage stopped on request and makes the error that unwinds the run.
+fn stopped(log: &mut RunLog<'_>, stage: &str, at: String) -> TrainError {
+    let at = format!("{stage} {at}");
+    log.message(&format!(
+        "stopped at a safe point: {at}, checkpoint written; the same command resumes"
+    ));
+    TrainError::Interrupted { at }
 }

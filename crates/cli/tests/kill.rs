@@ -1,0 +1,411 @@
+//! A run killed at any moment, or stopped by a signal, resumes to exactly the files of an uninterrupted run
+//! (CPU, flex, a reduced Digits-2 run with every stage). The kills are real signals sent to the `ftcal`
+//! process while it is held at a named point by the hidden `--pause-at` hook, so each lands exactly where
+//! the test says, not where a guessed sleep happens to fall.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{ftcal, text, workspace};
+
+/// Every stage, each as short as it can be: a source stage of 2 × 4 iterations on mnist, fine-tuning of
+/// 3 × 4 iterations on optdigits 0–4, two PCV folds of one epoch, evaluation after every epoch.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let arch = workspace().join("configs/models/resnet_digits.toml");
+    let config = format!(
+        r#"name = "tiny"
+seed = 5
+
+[model]
+arch = "{}"
+
+[source]
+epochs = 2
+iterations_per_epoch = 4
+batch_size = 32
+lr = 0.05
+
+[data.source]
+kind = "digits2"
+domain = "mnist"
+
+[data.target]
+kind = "digits2"
+domain = "optdigits"
+
+[data.classes]
+fine_tuning = [0, 1, 2, 3, 4]
+
+[data.transforms]
+train = "digits_train"
+eval = "digits_eval"
+
+[fine_tuning]
+epochs = 3
+iterations_per_epoch = 4
+batch_size = 32
+lr = 0.05
+
+[eval]
+batch_size = 500
+pcv_folds = 2
+pcv_epochs = 1
+"#,
+        arch.display()
+    );
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// How a step ends the process once it is held at its point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Kill,
+    Terminate,
+    Interrupt,
+}
+
+struct Finished {
+    status: ExitStatus,
+    stderr: String,
+}
+
+impl Finished {
+    fn describe(&self) -> String {
+        format!("status {:?}\nstderr:\n{}", self.status, self.stderr)
+    }
+}
+
+/// Runs `ftcal run CONFIG --out DIR EXTRA...`; when it says it is held at `pause`, ends it as `ending`
+/// says. Gives up after 5 minutes.
+fn run(config: &Path, dir: &Path, extra: &[&str], pause: Option<(&str, Ending)>) -> Finished {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ftcal"));
+    command
+        .args(["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()])
+        .args(extra)
+        .current_dir(workspace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((point, _)) = pause {
+        command.args(["--pause-at", point]);
+    }
+    let mut child = command.spawn().expect("ftcal starts");
+    let mut stdout = child.stdout.take().unwrap();
+    let stdout_reader = std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stdout.read_to_string(&mut sink);
+    });
+    let (lines, received) = mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let stderr_reader = std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut log = String::new();
+    let mut signalled = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match received.recv_timeout(left) {
+            Ok(line) => {
+                let held = line.starts_with("ftcal: paused at");
+                log.push_str(&line);
+                log.push('\n');
+                if let (true, Some((_, ending)), false) = (held, pause, signalled) {
+                    signalled = true;
+                    let signal = match ending {
+                        Ending::Kill => libc::SIGKILL,
+                        Ending::Terminate => libc::SIGTERM,
+                        Ending::Interrupt => libc::SIGINT,
+                    };
+                    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("ftcal did not finish within 5 minutes:\n{log}");
+            }
+        }
+    }
+    let status = child.wait().unwrap();
+    stdout_reader.join().unwrap();
+    stderr_reader.join().unwrap();
+    if let Some((point, _)) = pause {
+        assert!(signalled, "the run never reached `{point}`:\n{log}");
+    }
+    Finished { status, stderr: log }
+}
+
+/// Every file under `dir` but `log.txt` (it holds times), by relative path.
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, folder: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let name = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                if name != "log.txt" {
+                    out.insert(name, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// The run directories hold the same files with the same bytes.
+fn assert_same_run(expected: &Path, actual: &Path) {
+    let (expected, actual) = (files(expected), files(actual));
+    let names = |files: &BTreeMap<String, Vec<u8>>| files.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(names(&actual), names(&expected), "the same files");
+    let differing: Vec<&String> = expected
+        .iter()
+        .filter(|(name, bytes)| actual[*name] != **bytes)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(differing.is_empty(), "files that differ: {differing:?}");
+    assert_eq!(
+        text(&actual["summary.json"]),
+        text(&expected["summary.json"]),
+        "summary.json in full"
+    );
+}
+
+fn killed_by(finished: &Finished, signal: i32) {
+    assert_eq!(finished.status.signal(), Some(signal), "{}", finished.describe());
+}
+
+/// Kills and stops at every kind of point, one after the other in the same run directory, then compares
+/// the resumed run with an uninterrupted one, file by file.
+#[test]
+fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = tiny_config(temp.path());
+    let whole = temp.path().join("whole");
+    let finished = run(&config, &whole, &[], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+
+    // Two runs of the same config give the same bytes: every file ftcal writes is deterministic.
+    let again = temp.path().join("again");
+    let finished = run(&config, &again, &[], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_same_run(&whole, &again);
+
+    let dir = temp.path().join("interrupted");
+    let kill = |point: &str| {
+        let finished = run(&config, &dir, &[], Some((point, Ending::Kill)));
+        killed_by(&finished, libc::SIGKILL);
+        finished
+    };
+    // The source stage: in its first epoch (no checkpoint yet), then in its second.
+    kill("source iteration#3");
+    let finished = kill("source iteration#6");
+    assert!(
+        !dir.join("models/source.safetensors").exists(),
+        "{}",
+        finished.describe()
+    );
+    // While the trained source model is evaluated, and while the pre-trained model is.
+    kill("evaluating source test#2");
+    kill("evaluating test, pre-trained#2");
+    // In the middle of the second fine-tuning epoch.
+    let finished = kill("fine_tuning iteration#6");
+    assert!(
+        finished.stderr.contains("fine_tuning epoch 1/3"),
+        "epoch 0 was done: {}",
+        finished.describe()
+    );
+    // After epoch 1's checkpoint, while epoch 1 is evaluated: the resumed run evaluates it first.
+    kill("evaluating train, epoch 1#2");
+    // SIGTERM in the middle of epoch 2: a clean stop with a checkpoint inside the epoch.
+    let finished = run(
+        &config,
+        &dir,
+        &[],
+        Some(("fine_tuning iteration#2", Ending::Terminate)),
+    );
+    assert_eq!(finished.status.code(), Some(143), "{}", finished.describe());
+    assert!(
+        finished
+            .stderr
+            .contains("stopped at a safe point: fine_tuning in epoch 2 after iteration 2/4"),
+        "{}",
+        finished.describe()
+    );
+    // In each PCV fold.
+    let finished = kill("pcv-0 iteration#3");
+    assert!(
+        finished
+            .stderr
+            .contains("fine_tuning: resuming at epoch 2, iteration 2/4"),
+        "{}",
+        finished.describe()
+    );
+    kill("pcv-1 iteration#1");
+    // Ctrl-C while the last fold's model is evaluated: a clean stop between evaluation batches.
+    let finished = run(
+        &config,
+        &dir,
+        &[],
+        Some(("evaluating PCV fold 1, S train#1", Ending::Interrupt)),
+    );
+    assert_eq!(finished.status.code(), Some(130), "{}", finished.describe());
+    assert!(
+        finished.stderr.contains("stopped at a safe point"),
+        "{}",
+        finished.describe()
+    );
+    // While the report is written.
+    kill("report report.md");
+    assert!(!dir.join("summary.json").exists());
+
+    let finished = run(&config, &dir, &[], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_same_run(&whole, &dir);
+}
+
+/// A full disk stops the run with an error naming the file; every earlier checkpoint stays, and once
+/// there is space the same command finishes the run as if nothing had happened.
+#[test]
+fn a_full_disk_stops_the_run_and_the_same_command_resumes_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = tiny_config(temp.path());
+    let whole = temp.path().join("whole");
+    let finished = run(&config, &whole, &["--set", "eval.pcv_folds=1"], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+
+    let dir = temp.path().join("full");
+    // The second checkpoint of fine-tuning (after its epoch 1) cannot be written.
+    let finished = run(
+        &config,
+        &dir,
+        &[
+            "--set",
+            "eval.pcv_folds=1",
+            "--fail-writes",
+            "checkpoints/fine_tuning/model-#2",
+        ],
+        None,
+    );
+    assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
+    assert!(
+        finished
+            .stderr
+            .contains("checkpoints/fine_tuning/model-8.safetensors")
+            && finished.stderr.contains("the disk is full"),
+        "{}",
+        finished.describe()
+    );
+    let state = std::fs::read_to_string(dir.join("checkpoints/fine_tuning/state.json")).unwrap();
+    assert!(
+        state.contains("\"epochs_done\": 1"),
+        "epoch 0's checkpoint stays: {state}"
+    );
+    let checkpoint: Vec<String> = std::fs::read_dir(dir.join("checkpoints/fine_tuning"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(checkpoint.len(), 3, "no half-written file: {checkpoint:?}");
+
+    // The report's plot: a failed write is an error, not a report without its plot.
+    let finished = run(
+        &config,
+        &dir,
+        &["--set", "eval.pcv_folds=1", "--fail-writes", "curve.png"],
+        None,
+    );
+    assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
+    assert!(
+        finished.stderr.contains("curve.png") && finished.stderr.contains("the disk is full"),
+        "{}",
+        finished.describe()
+    );
+    assert!(!dir.join("summary.json").exists());
+
+    let finished = run(&config, &dir, &["--set", "eval.pcv_folds=1"], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_same_run(&whole, &dir);
+}
+
+/// A config error that only a later stage would meet costs no training: the batch size is checked against
+/// every stage's data before the source stage starts.
+#[test]
+fn config_errors_of_later_stages_are_found_before_the_first_stage() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = tiny_config(temp.path());
+    let dir = temp.path().join("run");
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "fine_tuning.batch_size=100000",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("fine_tuning.batch_size") && stderr.contains("fewer than one batch of 100000"),
+        "{stderr}"
+    );
+    assert!(!dir.join("checkpoints").exists() && !dir.join("models").exists());
+    // Half of S is what a PCV fold trains on: a batch that fits S but not a half is found too.
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "fine_tuning.batch_size=500",
+    ]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("PCV fold 0 fine-tunes on half of S"), "{stderr}");
+    assert!(!dir.join("checkpoints").exists() && !dir.join("models").exists());
+}
+
+/// Two processes never write one run directory: the second is refused while the first holds it.
+#[test]
+fn a_second_process_is_refused_while_a_run_holds_the_directory() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = tiny_config(temp.path());
+    let dir = temp.path().join("run");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_ftcal"))
+        .args(["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()])
+        .args(["--pause-at", "source iteration#1"])
+        .current_dir(workspace())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(first.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("ftcal: paused at") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the first run ended early"
+        );
+    }
+    let output = ftcal(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let message = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(message.contains("another ftcal process is running"), "{message}");
+}
