@@ -379,21 +379,34 @@ fn config_errors_of_later_stages_are_found_before_the_first_stage() {
     assert!(!dir.join("checkpoints").exists() && !dir.join("models").exists());
 }
 
+/// A child process that is killed when the test ends, even by a failed assertion (a held run would
+/// otherwise wait forever).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Two processes never write one run directory: the second is refused while the first holds it.
 #[test]
 fn a_second_process_is_refused_while_a_run_holds_the_directory() {
     let temp = tempfile::tempdir().unwrap();
     let config = tiny_config(temp.path());
     let dir = temp.path().join("run");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_ftcal"))
-        .args(["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()])
-        .args(["--pause-at", "source iteration#1"])
-        .current_dir(workspace())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(first.stderr.take().unwrap());
+    let mut first = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_ftcal"))
+            .args(["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()])
+            .args(["--pause-at", "source iteration#1"])
+            .current_dir(workspace())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stderr = BufReader::new(first.0.stderr.take().unwrap());
     let mut line = String::new();
     while !line.starts_with("ftcal: paused at") {
         line.clear();
@@ -403,9 +416,84 @@ fn a_second_process_is_refused_while_a_run_holds_the_directory() {
         );
     }
     let output = ftcal(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
-    first.kill().unwrap();
-    first.wait().unwrap();
+    drop(first);
     let message = text(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(message.contains("another ftcal process is running"), "{message}");
+}
+
+/// `mount ARGS...`, which must succeed.
+fn mount(args: &[&str]) {
+    let output = Command::new("mount").args(args).output().expect("mount runs");
+    assert!(
+        output.status.success(),
+        "mount {}: {}",
+        args.join(" "),
+        text(&output.stderr)
+    );
+}
+
+/// Unmounts the file system at its path when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The same on a real file system: a tmpfs too small for the run, then large enough but read-only, then
+/// writable. Mounting needs root (and CAP_SYS_ADMIN), so the test is ignored by default and `.ci/run` runs
+/// it where a mount works.
+#[test]
+#[ignore = "mounts a tmpfs: needs root; .ci/run runs it where it can"]
+fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = tiny_config(temp.path());
+    let extra = ["--set", "eval.pcv_folds=1"];
+    let whole = temp.path().join("whole");
+    let finished = run(&config, &whole, &extra, None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    let size: usize = files(&whole).values().map(Vec::len).sum();
+
+    let disk = temp.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let disk_arg = disk.to_str().unwrap();
+    mount(&[
+        "-t",
+        "tmpfs",
+        "-o",
+        &format!("size={}", size / 2),
+        "tmpfs",
+        disk_arg,
+    ]);
+    let _mounted = Mounted(disk.clone());
+    let dir = disk.join("run");
+
+    let finished = run(&config, &dir, &extra, None);
+    assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
+    assert!(
+        finished.stderr.contains("No space left on device")
+            && finished.stderr.contains("the disk is full")
+            && finished.stderr.contains(dir.to_str().unwrap()),
+        "the error names the file: {}",
+        finished.describe()
+    );
+    // More space, but read-only (Linux refuses to make a file system read-only while a process writes
+    // to it, so it turns read-only between runs here).
+    mount(&["-o", &format!("remount,ro,size={}", 3 * size), disk_arg]);
+    let finished = run(&config, &dir, &extra, None);
+    assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
+    assert!(
+        finished.stderr.contains("Read-only file system")
+            && finished.stderr.contains("the file system is read-only")
+            && finished.stderr.contains(dir.to_str().unwrap()),
+        "{}",
+        finished.describe()
+    );
+    mount(&["-o", "remount,rw", disk_arg]);
+
+    let finished = run(&config, &dir, &extra, None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_same_run(&whole, &dir);
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// A file could not be read or written.
-    #[error("{}: {source}{}", path.display(), io_hint(source))]
+    #[error("{}: {}", path.display(), describe_io_error(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -104,10 +104,11 @@ pub enum EvalError {
     },
 }
 
-/// What to do about the I/O errors a long run meets on a cluster.
-fn io_hint(error: &std::io::Error) -> &'static str {
+/// An I/O error as the operating system said it, and what to do about the ones a long run meets on a
+/// cluster (a full disk, a quota, a file system gone read-only).
+pub fn describe_io_error(error: &std::io::Error) -> String {
     use std::io::ErrorKind;
-    match error.kind() {
+    let hint = match error.kind() {
         ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
             "; the disk is full: free some space and run the same command again (what was written before is intact)"
         }
@@ -115,7 +116,8 @@ fn io_hint(error: &std::io::Error) -> &'static str {
             "; the file system is read-only: make it writable and run the same command again (what was written before is intact)"
         }
         _ => "",
-    }
+    };
+    format!("{error}{hint}")
 }
 
 impl EvalError {

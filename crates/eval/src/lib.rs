@@ -30,7 +30,7 @@ pub mod table;
 
 pub use classes::{ClassSplit, Group, parse_class_list, parse_class_list_lines};
 pub use curve::{CurvePoint, SeenUnseenCurve};
-pub use error::EvalError;
+pub use error::{EvalError, describe_io_error};
 pub use gamma::{PcvChoice, PcvFold, PcvFoldChoice, alg_gamma, apply_gamma, pcv_gamma};
 pub use io::{read_scores, write_atomic, write_scores};
 pub use ncm::NcmProbe;

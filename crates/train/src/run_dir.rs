@@ -180,7 +180,7 @@ impl RunDir {
 }
 
 pub(crate) fn io_error(path: &Path, error: std::io::Error) -> TrainError {
-    TrainError::file(path, error.to_string())
+    TrainError::file(path, ftcal_eval::describe_io_error(&error))
 }
 
 /// Creates the folder that will hold `path`.
