@@ -40,8 +40,9 @@ pub fn safetensors_bytes(
 ) -> Result<Vec<u8>, String> {
     let mut order: Vec<&TensorBytes> = tensors.iter().collect();
     order.sort_by(|a, b| b.dtype.cmp(&a.dtype).then_with(|| a.name.cmp(&b.name)));
-    if let Some(pair) = order.windows(2).find(|pair| pair[0].name == pair[1].name) {
-        return Err(format!("the tensor name `{}` is used twice", pair[0].name));
+    let mut names = std::collections::BTreeSet::new();
+    if let Some(twice) = tensors.iter().find(|tensor| !names.insert(&tensor.name)) {
+        return Err(format!("the tensor name `{}` is used twice", twice.name));
     }
     let mut header = String::from("{");
     let mut entries = Vec::new();
