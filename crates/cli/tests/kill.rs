@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use common::{ftcal, text, workspace};
@@ -190,22 +190,29 @@ fn killed_by(finished: &Finished, signal: i32) {
     assert_eq!(finished.status.signal(), Some(signal), "{}", finished.describe());
 }
 
+/// The uninterrupted run of [`tiny_config`] the tests compare with, made once per test process (in
+/// cargo's scratch folder for integration tests).
+fn uninterrupted() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let folder = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kill-uninterrupted");
+        let _ = std::fs::remove_dir_all(&folder);
+        std::fs::create_dir_all(&folder).unwrap();
+        let dir = folder.join("run");
+        let finished = run(&tiny_config(&folder), &dir, &[], None);
+        assert!(finished.status.success(), "{}", finished.describe());
+        dir
+    })
+}
+
 /// Kills and stops at every kind of point, one after the other in the same run directory, then compares
-/// the resumed run with an uninterrupted one, file by file.
+/// the resumed run with an uninterrupted one, file by file. Twelve processes wrote the resumed run's files
+/// and another the uninterrupted run's, so this also shows that every file ftcal writes has the same bytes
+/// for the same content, whichever process writes it.
 #[test]
 fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
     let temp = tempfile::tempdir().unwrap();
     let config = tiny_config(temp.path());
-    let whole = temp.path().join("whole");
-    let finished = run(&config, &whole, &[], None);
-    assert!(finished.status.success(), "{}", finished.describe());
-
-    // Two runs of the same config give the same bytes: every file ftcal writes is deterministic.
-    let again = temp.path().join("again");
-    let finished = run(&config, &again, &[], None);
-    assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(&whole, &again);
-
     let dir = temp.path().join("interrupted");
     let kill = |point: &str| {
         let finished = run(&config, &dir, &[], Some((point, Ending::Kill)));
@@ -276,7 +283,7 @@ fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
 
     let finished = run(&config, &dir, &[], None);
     assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(&whole, &dir);
+    assert_same_run(uninterrupted(), &dir);
 }
 
 /// A full disk stops the run with an error naming the file; every earlier checkpoint stays, and once
@@ -285,21 +292,12 @@ fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
 fn a_full_disk_stops_the_run_and_the_same_command_resumes_it() {
     let temp = tempfile::tempdir().unwrap();
     let config = tiny_config(temp.path());
-    let whole = temp.path().join("whole");
-    let finished = run(&config, &whole, &["--set", "eval.pcv_folds=1"], None);
-    assert!(finished.status.success(), "{}", finished.describe());
-
     let dir = temp.path().join("full");
     // The second checkpoint of fine-tuning (after its epoch 1) cannot be written.
     let finished = run(
         &config,
         &dir,
-        &[
-            "--set",
-            "eval.pcv_folds=1",
-            "--fail-writes",
-            "checkpoints/fine_tuning/model-#2",
-        ],
+        &["--fail-writes", "checkpoints/fine_tuning/model-#2"],
         None,
     );
     assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
@@ -323,12 +321,7 @@ fn a_full_disk_stops_the_run_and_the_same_command_resumes_it() {
     assert_eq!(checkpoint.len(), 3, "no half-written file: {checkpoint:?}");
 
     // The report's plot: a failed write is an error, not a report without its plot.
-    let finished = run(
-        &config,
-        &dir,
-        &["--set", "eval.pcv_folds=1", "--fail-writes", "curve.png"],
-        None,
-    );
+    let finished = run(&config, &dir, &["--fail-writes", "curve.png"], None);
     assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
     assert!(
         finished.stderr.contains("curve.png") && finished.stderr.contains("the disk is full"),
@@ -337,9 +330,9 @@ fn a_full_disk_stops_the_run_and_the_same_command_resumes_it() {
     );
     assert!(!dir.join("summary.json").exists());
 
-    let finished = run(&config, &dir, &["--set", "eval.pcv_folds=1"], None);
+    let finished = run(&config, &dir, &[], None);
     assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(&whole, &dir);
+    assert_same_run(uninterrupted(), &dir);
 }
 
 /// A config error that only a later stage would meet costs no training: the batch size is checked against
@@ -450,11 +443,8 @@ impl Drop for Mounted {
 fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it() {
     let temp = tempfile::tempdir().unwrap();
     let config = tiny_config(temp.path());
-    let extra = ["--set", "eval.pcv_folds=1"];
-    let whole = temp.path().join("whole");
-    let finished = run(&config, &whole, &extra, None);
-    assert!(finished.status.success(), "{}", finished.describe());
-    let size: usize = files(&whole).values().map(Vec::len).sum();
+    let whole = uninterrupted();
+    let size: usize = files(whole).values().map(Vec::len).sum();
 
     let disk = temp.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
@@ -470,7 +460,7 @@ fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it()
     let _mounted = Mounted(disk.clone());
     let dir = disk.join("run");
 
-    let finished = run(&config, &dir, &extra, None);
+    let finished = run(&config, &dir, &[], None);
     assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
     assert!(
         finished.stderr.contains("No space left on device")
@@ -482,7 +472,7 @@ fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it()
     // More space, but read-only (Linux refuses to make a file system read-only while a process writes
     // to it, so it turns read-only between runs here).
     mount(&["-o", &format!("remount,ro,size={}", 3 * size), disk_arg]);
-    let finished = run(&config, &dir, &extra, None);
+    let finished = run(&config, &dir, &[], None);
     assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
     assert!(
         finished.stderr.contains("Read-only file system")
@@ -493,7 +483,7 @@ fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it()
     );
     mount(&["-o", "remount,rw", disk_arg]);
 
-    let finished = run(&config, &dir, &extra, None);
+    let finished = run(&config, &dir, &[], None);
     assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(&whole, &dir);
+    assert_same_run(whole, &dir);
 }
