@@ -231,6 +231,9 @@ fn stop_on_signals() -> Result<Arc<AtomicI32>> {
 
 /// Runs `ftcal eval`.
 pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
+    let _lock = ftcal_train::RunDir::new(&args.run_dir)
+        .lock_existing()
+        .map_err(|error| anyhow!("{error}"))?;
     let report = ftcal_train::evaluate_run(&args.run_dir).map_err(|error| anyhow!("{error}"))?;
     println!("{}", report.table);
     println!("report: {}", args.run_dir.join("report.md").display());

@@ -383,7 +383,8 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Two processes never write one run directory: the second is refused while the first holds it.
+/// Two processes never write one run directory: a second run, or `ftcal eval`, is refused while a run
+/// holds it.
 #[test]
 fn a_second_process_is_refused_while_a_run_holds_the_directory() {
     let temp = tempfile::tempdir().unwrap();
@@ -408,11 +409,14 @@ fn a_second_process_is_refused_while_a_run_holds_the_directory() {
             "the first run ended early"
         );
     }
-    let output = ftcal(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    let second = ftcal(&["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()]);
+    let eval = ftcal(&["eval", dir.to_str().unwrap()]);
     drop(first);
-    let message = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{message}");
-    assert!(message.contains("another ftcal process is running"), "{message}");
+    for output in [second, eval] {
+        let message = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{message}");
+        assert!(message.contains("another ftcal process is running"), "{message}");
+    }
 }
 
 /// `mount ARGS...`, which must succeed.

@@ -297,6 +297,19 @@ impl RunDir {
         })
     }
 
+    /// Locks an existing run directory for a process that rewrites its report (`ftcal eval`), so that it
+    /// never writes beside a run in progress.
+    pub fn lock_existing(&self) -> Result<RunLock, TrainError> {
+        let config = self.config();
+        if !config.exists() {
+            return Err(TrainError::file(
+                &self.root,
+                "holds no config.toml: it is not a run directory of ftcal run",
+            ));
+        }
+        self.take_lock()
+    }
+
     fn take_lock(&self) -> Result<RunLock, TrainError> {
         let path = self.lock();
         let file = std::fs::OpenOptions::new()
