@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use ftcal_data::{BatchPlan, ClassSplit, DataError, ImageSet, PartialClassData, Pipeline};
+use ftcal_data::{BatchPlan, DataError, ImageSet, PartialClassData, Pipeline};
 use ftcal_eval::{Divergence, write_scores};
 use ftcal_models::{Model, ModelConfig, ModelSettings};
 
@@ -112,7 +112,6 @@ struct Context<'a> {
     device: &'a Device,
     training_device: Device,
     data: PartialClassData,
-    split: ClassSplit,
     train_pipeline: Pipeline,
     eval_pipeline: Pipeline,
     model_settings: ModelSettings,
@@ -160,8 +159,8 @@ impl<'a> Context<'a> {
                 ),
             ));
         }
-        let split = data.split.clone();
-        write_json(&dir.classes(), &SavedSplit::new(&split))?;
+        let split = &data.split;
+        write_json(&dir.classes(), &SavedSplit::new(split))?;
         log.message(&format!(
             "target {}: {} train / {} test images; S = {:?} ({} train images), U = {:?}",
             data.target.name,
@@ -177,7 +176,6 @@ impl<'a> Context<'a> {
             device,
             training_device: device.clone().autodiff(),
             data,
-            split,
             train_pipeline,
             eval_pipeline,
             model_settings,
@@ -206,12 +204,14 @@ impl<'a> Context<'a> {
             "fine_tuning",
         )?;
         for (fold, _, set) in self.pcv_folds()? {
-            check(batch_plan(&self.config.fine_tuning), &set, "fine_tuning").map_err(|error| {
-                TrainError::config(
-                    "fine_tuning.batch_size",
-                    format!("PCV fold {fold} fine-tunes on half of S: {error}"),
-                )
-            })?;
+            check(batch_plan(&self.config.fine_tuning), &set, "fine_tuning").map_err(
+                |error| match error {
+                    TrainError::Config { key, message } => {
+                        TrainError::config(key, format!("PCV fold {fold} fine-tunes on half of S: {message}"))
+                    }
+                    other => other,
+                },
+            )?;
         }
         for split in &self.config.eval.splits {
             check(
@@ -232,7 +232,7 @@ impl<'a> Context<'a> {
         let seeds = self.config.eval.pcv_seeds.clone().unwrap_or_default();
         let mut folds = Vec::with_capacity(seeds.len());
         for (fold, seed) in seeds.into_iter().enumerate() {
-            let fold_split = PcvFoldSplit::draw(self.split.fine_tuning(), seed);
+            let fold_split = PcvFoldSplit::draw(self.data.split.fine_tuning(), seed);
             if fold_split.pseudo_absent.is_empty() {
                 return Err(TrainError::config(
                     "eval.calibration",
