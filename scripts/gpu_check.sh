@@ -22,7 +22,8 @@
 # Steps: nvidia-smi; the Vulkan loader and driver (vulkaninfo --summary where installed); `ftcal models
 # bench-train` of ResNet-50, batch 64 at 224x224, on wgpu; scripts/bench_torch_train.py with the same
 # settings on CUDA, with PyTorch's default TF32 convolutions and with --no-tf32 (burn's wgpu kernels are
-# strict float32); `ftcal run configs/quickstart.toml --set backend=wgpu`.
+# strict float32); `ftcal run configs/quickstart.toml --set backend=wgpu`; the quickstart stopped by SIGTERM
+# inside a fine-tuning epoch and resumed (scripts/gpu_resume_check.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -134,6 +135,11 @@ if [[ -x $BIN ]]; then
       fi
     done
   fi
+fi
+
+if [[ -x $BIN ]]; then
+  step "SIGTERM in the middle of a fine-tuning epoch on wgpu, then the same command" 180 \
+    bash scripts/gpu_resume_check.sh "$BIN" "$OUT" wgpu
 fi
 
 note "== figures (images/s):"
