@@ -293,32 +293,43 @@ fn a_full_disk_stops_the_run_and_the_same_command_resumes_it() {
     let temp = tempfile::tempdir().unwrap();
     let config = tiny_config(temp.path());
     let dir = temp.path().join("full");
-    // The second checkpoint of fine-tuning (after its epoch 1) cannot be written.
+    // The second checkpoint of fine-tuning (after its epoch 1) fails at its last write, `state.json`,
+    // after its model and optimizer files: a crash between the writes of one checkpoint.
     let finished = run(
         &config,
         &dir,
-        &["--fail-writes", "checkpoints/fine_tuning/model-#2"],
+        &["--fail-writes", "checkpoints/fine_tuning/state.json#2"],
         None,
     );
     assert_eq!(finished.status.code(), Some(1), "{}", finished.describe());
     assert!(
-        finished
-            .stderr
-            .contains("checkpoints/fine_tuning/model-8.safetensors")
+        finished.stderr.contains("checkpoints/fine_tuning/state.json")
             && finished.stderr.contains("the disk is full"),
         "{}",
         finished.describe()
     );
-    let state = std::fs::read_to_string(dir.join("checkpoints/fine_tuning/state.json")).unwrap();
+    let checkpoint = dir.join("checkpoints/fine_tuning");
+    let state = std::fs::read_to_string(checkpoint.join("state.json")).unwrap();
     assert!(
-        state.contains("\"epochs_done\": 1"),
-        "epoch 0's checkpoint stays: {state}"
+        state.contains("\"epochs_done\": 1") && state.contains("model-4.safetensors"),
+        "epoch 0's checkpoint stays the current one: {state}"
     );
-    let checkpoint: Vec<String> = std::fs::read_dir(dir.join("checkpoints/fine_tuning"))
+    let mut files: Vec<String> = std::fs::read_dir(&checkpoint)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(checkpoint.len(), 3, "no half-written file: {checkpoint:?}");
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "model-4.safetensors",
+            "model-8.safetensors",
+            "optimizer-4.safetensors",
+            "optimizer-8.safetensors",
+            "state.json"
+        ],
+        "no half-written file; epoch 1's files wait, named by no state, for the next checkpoint to remove them"
+    );
 
     // The report's plot: a failed write is an error, not a report without its plot.
     let finished = run(&config, &dir, &["--fail-writes", "curve.png"], None);
