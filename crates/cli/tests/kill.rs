@@ -186,6 +186,13 @@ fn assert_same_run(expected: &Path, actual: &Path) {
     );
 }
 
+/// The same command, run once more, finishes the run in `dir`, which is then the uninterrupted run's.
+fn finishes_as_uninterrupted(config: &Path, dir: &Path) {
+    let finished = run(config, dir, &[], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_same_run(uninterrupted(), dir);
+}
+
 fn killed_by(finished: &Finished, signal: i32) {
     assert_eq!(finished.status.signal(), Some(signal), "{}", finished.describe());
 }
@@ -281,9 +288,7 @@ fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
     kill("report report.md");
     assert!(!dir.join("summary.json").exists());
 
-    let finished = run(&config, &dir, &[], None);
-    assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(uninterrupted(), &dir);
+    finishes_as_uninterrupted(&config, &dir);
 }
 
 /// A full disk stops the run with an error naming the file; every earlier checkpoint stays, and once
@@ -341,9 +346,7 @@ fn a_full_disk_stops_the_run_and_the_same_command_resumes_it() {
     );
     assert!(!dir.join("summary.json").exists());
 
-    let finished = run(&config, &dir, &[], None);
-    assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(uninterrupted(), &dir);
+    finishes_as_uninterrupted(&config, &dir);
 }
 
 /// A config error that only a later stage would meet costs no training: the batch size is checked against
@@ -458,8 +461,7 @@ impl Drop for Mounted {
 fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it() {
     let temp = tempfile::tempdir().unwrap();
     let config = tiny_config(temp.path());
-    let whole = uninterrupted();
-    let size: usize = files(whole).values().map(Vec::len).sum();
+    let size: usize = files(uninterrupted()).values().map(Vec::len).sum();
 
     let disk = temp.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
@@ -498,7 +500,5 @@ fn a_real_full_or_read_only_disk_stops_the_run_and_the_same_command_resumes_it()
     );
     mount(&["-o", "remount,rw", disk_arg]);
 
-    let finished = run(&config, &dir, &[], None);
-    assert!(finished.status.success(), "{}", finished.describe());
-    assert_same_run(whole, &dir);
+    finishes_as_uninterrupted(&config, &dir);
 }
