@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -98,6 +98,12 @@ struct BenchTrainArgs {
     /// Seeds the weights, the images and the labels.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+
+    /// Read the loss back to the host every N steps (reading waits for the device; `ftcal run` reads every
+    /// tenth of an epoch). Several values, e.g. `1,10`, time the steps once per value, one after the other
+    /// after the same warm-up.
+    #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1")]
+    read_loss_every: Vec<usize>,
 
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -204,19 +210,62 @@ struct Training {
 }
 
 impl Training {
-    /// One step; returns its loss, read back from the device. Reading it waits for this step's
-    /// forward, which waited for the previous step's update: the steps are timed whole, not queued.
-    fn step(&mut self) -> Result<f32> {
+    /// One step; returns its loss, still on the device (reading it waits for the step to finish).
+    fn step(&mut self) -> Result<Tensor<1>> {
         let model = self.model.take().context("a model between steps")?;
         let logits = model.forward(self.images.clone());
         let loss = self.loss.forward(logits, self.labels.clone());
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optimizer.step(model, gradients, &|_| self.lr));
-        // A device failure (out of memory, most often) shows here, as an error rather than a panic.
-        loss.try_into_scalar().map_err(|error| {
-            anyhow!("the device failed (out of memory? try a smaller --batch-size): {error}")
-        })
+        Ok(loss.detach())
     }
+}
+
+/// Reads losses back from the device in one transfer. A device failure (out of memory, most often) shows
+/// here, as an error rather than a panic.
+fn read_losses(losses: Vec<Tensor<1>>) -> Result<Vec<f32>> {
+    Tensor::cat(losses, 0)
+        .try_into_data()
+        .map_err(|error| anyhow!("the device failed (out of memory? try a smaller --batch-size): {error}"))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| anyhow!("losses: {error:?}"))
+}
+
+/// Steps `first..first + count`, reading the losses back every `every` steps into `losses`; returns the
+/// time per step of each read-back interval, in ms.
+fn run_steps(
+    training: &mut Training,
+    losses: &mut Vec<f32>,
+    first: usize,
+    count: usize,
+    every: usize,
+) -> Result<Vec<f64>> {
+    let mut step_ms = Vec::new();
+    let (mut pending, mut interval) = (Vec::new(), Instant::now());
+    for index in first..first + count {
+        pending.push(training.step()?);
+        if pending.len() == every || index + 1 == first + count {
+            let steps = pending.len();
+            for (offset, loss) in read_losses(std::mem::take(&mut pending))?.into_iter().enumerate() {
+                if !loss.is_finite() {
+                    bail!("step {}: the loss is {loss}", index + 1 - steps + offset);
+                }
+                losses.push(loss);
+            }
+            step_ms.push(interval.elapsed().as_secs_f64() * 1e3 / steps as f64);
+            interval = Instant::now();
+        }
+    }
+    Ok(step_ms)
+}
+
+/// One timed phase of bench-train.
+struct Phase {
+    read_loss_every: usize,
+    seconds: f64,
+    /// Per-step times: each read-back interval divided by its steps.
+    step_ms: Vec<f64>,
 }
 
 fn bench_train(args: &BenchTrainArgs) -> Result<()> {
@@ -257,18 +306,8 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     };
 
     let warmup_start = Instant::now();
-    let mut losses = Vec::with_capacity(args.warmup + args.steps);
-    let mut step = |index: usize| -> Result<()> {
-        let loss = training.step()?;
-        if !loss.is_finite() {
-            bail!("step {index}: the loss is {loss}");
-        }
-        losses.push(loss);
-        Ok(())
-    };
-    for index in 0..args.warmup {
-        step(index)?;
-    }
+    let mut losses: Vec<f32> = Vec::new();
+    run_steps(&mut training, &mut losses, 0, args.warmup, 1)?;
     sync()?;
     let warmup_seconds = warmup_start.elapsed().as_secs_f64();
     // Printed before the timed steps, so that a run stopped by a timeout still says how far it got.
@@ -278,31 +317,49 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         args.warmup
     );
 
-    let mut times = Vec::with_capacity(args.steps);
-    let start = Instant::now();
-    for index in args.warmup..args.warmup + args.steps {
-        let step_start = Instant::now();
-        step(index)?;
-        times.push(step_start.elapsed());
+    let mut phases = Vec::new();
+    let mut first = args.warmup;
+    for &every in &args.read_loss_every {
+        if every == 0 {
+            bail!("--read-loss-every must be at least 1");
+        }
+        let start = Instant::now();
+        let mut step_ms = run_steps(&mut training, &mut losses, first, args.steps, every)?;
+        // The last update is still queued after its loss came back.
+        sync()?;
+        let seconds = start.elapsed().as_secs_f64();
+        step_ms.sort_by(f64::total_cmp);
+        first += args.steps;
+        let phase = Phase {
+            read_loss_every: every,
+            seconds,
+            step_ms,
+        };
+        println!(
+            "{}: {:.1} images/s on {on} ({} steps of batch {batch} at {size}x{size} in {seconds:.2} s, \
+             the loss read back every {every} steps, median step {:.1} ms; loss {:.4} -> {:.4})",
+            args.model,
+            (batch * args.steps) as f64 / seconds,
+            args.steps,
+            phase.step_ms[phase.step_ms.len() / 2],
+            losses[0],
+            losses[losses.len() - 1]
+        );
+        phases.push(phase);
     }
-    // The last update is still queued after its loss came back.
-    sync()?;
-    let seconds = start.elapsed().as_secs_f64();
-
-    let images_per_s = (batch * args.steps) as f64 / seconds;
-    times.sort();
-    let ms = |time: Duration| time.as_secs_f64() * 1e3;
-    let median = ms(times[times.len() / 2]);
-    println!(
-        "{}: {images_per_s:.1} images/s on {on} ({} steps of batch {batch} at {size}x{size} in {seconds:.2} s, \
-         median step {median:.1} ms; loss {:.4} -> {:.4})",
-        args.model,
-        args.steps,
-        losses[0],
-        losses[losses.len() - 1]
-    );
     if let Some(path) = &args.json {
-        let record = serde_json::json!({
+        let figures = |phase: &Phase| {
+            serde_json::json!({
+                "read_loss_every": phase.read_loss_every,
+                "seconds": phase.seconds,
+                "images_per_s": (batch * args.steps) as f64 / phase.seconds,
+                "step_ms_median": phase.step_ms[phase.step_ms.len() / 2],
+                "step_ms_min": phase.step_ms[0],
+                "step_ms_max": phase.step_ms[phase.step_ms.len() - 1],
+            })
+        };
+        // The first phase's figures at the top level, as the scripts that read this file expect.
+        let mut record = serde_json::json!({
             "framework": "ftcal (burn 0.22.1)",
             "backend": format!("{:?}", args.backend).to_lowercase(),
             "device": on,
@@ -315,14 +372,15 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
             "lr": args.lr,
             "seed": args.seed,
             "warmup_seconds": warmup_seconds,
-            "seconds": seconds,
-            "images_per_s": images_per_s,
-            "step_ms_median": median,
-            "step_ms_min": ms(times[0]),
-            "step_ms_max": ms(times[times.len() - 1]),
             "loss_first": losses[0],
             "loss_last": losses[losses.len() - 1],
+            "phases": phases.iter().map(figures).collect::<Vec<_>>(),
         });
+        if let (Some(object), serde_json::Value::Object(first)) =
+            (record.as_object_mut(), figures(&phases[0]))
+        {
+            object.extend(first);
+        }
         let text = serde_json::to_string_pretty(&record)?;
         write_atomic(path, (text + "\n").as_bytes())?;
     }

@@ -248,6 +248,7 @@ struct TerminalObserver {
     stage: String,
     epoch: usize,
     iterations: usize,
+    loss: Option<f64>,
 }
 
 impl TerminalObserver {
@@ -258,6 +259,7 @@ impl TerminalObserver {
             stage: String::new(),
             epoch: 0,
             iterations: 0,
+            loss: None,
         }
     }
 
@@ -301,7 +303,12 @@ impl Observer for TerminalObserver {
                 lr,
                 images_per_second,
             } => {
-                let text = format!("loss {loss:.4}, lr {lr:.2e}, {images_per_second:.0} images/s");
+                // The loss comes back from the device every tenth of an epoch; the bar shows the last one.
+                if loss.is_some() {
+                    self.loss = *loss;
+                }
+                let loss = self.loss.map_or("loss …".to_string(), |l| format!("loss {l:.4}"));
+                let text = format!("{loss}, lr {lr:.2e}, {images_per_second:.0} images/s");
                 match &self.bar {
                     Some(bar) => {
                         bar.set_position(*iteration as u64);

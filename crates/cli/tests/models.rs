@@ -94,7 +94,17 @@ fn bench_train_trains_and_writes_its_figures() {
         .args(["models", "bench-train", "--model"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/resnet_digits.toml"))
         .args(["--image-size", "32", "--batch-size", "8", "--classes", "10"])
-        .args(["--steps", "6", "--warmup", "1", "--lr", "0.05", "--json"])
+        .args([
+            "--steps",
+            "6",
+            "--warmup",
+            "1",
+            "--lr",
+            "0.05",
+            "--read-loss-every",
+            "1,4",
+        ])
+        .arg("--json")
         .arg(&json)
         .output()
         .unwrap();
@@ -107,7 +117,15 @@ fn bench_train_trains_and_writes_its_figures() {
     let last = record["loss_last"].as_f64().unwrap();
     assert!(
         last < first,
-        "7 SGD steps on one batch lower its loss: {first} -> {last}"
+        "13 SGD steps on one batch lower its loss: {first} -> {last}"
+    );
+    // One timed phase per read-back interval; with 6 steps read every 4, intervals of 4 and 2 steps.
+    let phases = record["phases"].as_array().unwrap();
+    assert_eq!(phases.len(), 2, "{record:#}");
+    assert_eq!(phases[1]["read_loss_every"], 4, "{record:#}");
+    assert_eq!(
+        record["read_loss_every"], 1,
+        "the first phase at the top: {record:#}"
     );
 
     let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))

@@ -841,18 +841,19 @@ fn update(
 
 /// Scales `grads` so that their global L2 norm is at most `max_norm`, as
 /// `torch.nn.utils.clip_grad_norm_(module.parameters(), max_norm)`: the norm is taken over every float
-/// parameter of `module` that has a gradient in `grads` (each counted once), and when it exceeds
-/// `max_norm` every such gradient is multiplied by `max_norm / (norm + 1e-6)`. Returns the gradients and
-/// the norm before clipping (0 when there are none; NaN or infinite gradients make it non-finite, and
-/// the gradients then come out scaled by NaN or 0, as in torch).
+/// parameter of `module` that has a gradient in `grads` (each counted once), and every such gradient is
+/// multiplied by `min(1, max_norm / (norm + 1e-6))`. Returns the gradients and the norm before clipping,
+/// as a one-element tensor on the gradients' device (`None` when no parameter has a gradient). Nothing is
+/// read back to the host, as in torch: the coefficient stays on the device. NaN or infinite gradients
+/// make the norm non-finite, and the gradients then come out scaled by NaN or 0, as in torch.
 ///
-/// Takes the module instead of the stub's list of ids: gradients can only be read at their rank, which
-/// the module's parameters carry.
+/// Takes the module instead of a list of ids: gradients can only be read at their rank, which the
+/// module's parameters carry.
 pub fn clip_grad_norm<M: Module>(
     module: &M,
     grads: GradientsParams,
     max_norm: f64,
-) -> (GradientsParams, f64) {
+) -> (GradientsParams, Option<Tensor<1>>) {
     let mut norms = GradNorms {
         grads: &grads,
         seen: HashSet::new(),
@@ -861,23 +862,26 @@ pub fn clip_grad_norm<M: Module>(
     module.visit(&mut norms);
     let norms = norms.norms;
     if norms.is_empty() {
-        return (grads, 0.0);
+        return (grads, None);
     }
-    // The norm of the per-tensor norms, as torch stacks them; one read back to the host.
-    let total: f32 = Tensor::cat(norms, 0).square().sum().sqrt().into_scalar();
-    // torch: `max_norm / (total + 1e-6)` in f32, where a float over a tensor is `reciprocal() * max_norm`.
-    let coefficient = (1.0f32 / (total + 1e-6f32)) * max_norm as f32;
+    // The norm of the per-tensor norms, as torch stacks them.
+    let total = Tensor::cat(norms, 0).square().sum().sqrt();
+    // torch: `max_norm / (total + 1e-6)` in f32, where a float over a tensor is `reciprocal() * max_norm`,
+    // then clamped to 1 (multiplying by exactly 1 changes no value).
+    let coefficient = total
+        .clone()
+        .add_scalar(1e-6f32)
+        .recip()
+        .mul_scalar(max_norm as f32)
+        .clamp_max(1.0f32);
     let mut grads = grads;
-    // Multiplying by a coefficient clamped to 1 changes nothing, so only a smaller one (or NaN) is applied.
-    if coefficient < 1.0 || coefficient.is_nan() {
-        let mut scale = ScaleGrads {
-            grads: &mut grads,
-            seen: HashSet::new(),
-            coefficient,
-        };
-        module.visit(&mut scale);
-    }
-    (grads, total as f64)
+    let mut scale = ScaleGrads {
+        grads: &mut grads,
+        seen: HashSet::new(),
+        coefficient,
+    };
+    module.visit(&mut scale);
+    (grads, Some(total))
 }
 
 /// Collects the L2 norm of each parameter's gradient, on the gradients' device.
@@ -898,11 +902,11 @@ impl ModuleVisitor for GradNorms<'_> {
     }
 }
 
-/// Multiplies each parameter's gradient by the clipping coefficient.
+/// Multiplies each parameter's gradient by the clipping coefficient (a one-element tensor).
 struct ScaleGrads<'a> {
     grads: &'a mut GradientsParams,
     seen: HashSet<ParamId>,
-    coefficient: f32,
+    coefficient: Tensor<1>,
 }
 
 impl ModuleVisitor for ScaleGrads<'_> {
@@ -911,7 +915,8 @@ impl ModuleVisitor for ScaleGrads<'_> {
             return;
         }
         if let Some(grad) = self.grads.remove::<D>(param.id) {
-            self.grads.register(param.id, grad.mul_scalar(self.coefficient));
+            let coefficient = self.coefficient.clone().reshape([1; D]);
+            self.grads.register(param.id, grad.mul(coefficient));
         }
     }
 }

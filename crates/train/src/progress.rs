@@ -28,8 +28,9 @@ pub enum Event<'a> {
     Iteration {
         /// 1-based iteration within the epoch.
         iteration: usize,
-        /// The batch's loss.
-        loss: f64,
+        /// The batch's loss, when this iteration read the losses back from the device (every tenth of an
+        /// epoch; between, the device runs ahead).
+        loss: Option<f64>,
         /// The head's learning rate used for the step.
         lr: f64,
         /// Training throughput over the epoch so far.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::module::ParamId;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use ftcal_data::{BatchPlan, ImageSet, Loader, LoaderSettings, Pipeline};
 use ftcal_models::{Model, ModelConfig, ParamGroup};
 
@@ -144,6 +144,8 @@ pub fn train_stage(
     let head: HashSet<ParamId> = model.param_ids(ParamGroup::Head).into_iter().collect();
     let loss_function = CrossEntropyLossConfig::new().init(device);
     let point = format!("{} iteration", job.name);
+    // Losses are read back to the host (a wait for the device) every tenth of an epoch, not every step.
+    let read_every = iterations.div_ceil(10).max(1);
 
     if state.partial_epoch.is_none() && state.epochs_done > 0 {
         after_epoch(state.epochs_done - 1, &model, log)?;
@@ -163,6 +165,7 @@ pub fn train_stage(
         });
         let started = Instant::now();
         let (mut images, mut lr) = (0usize, settings.lr);
+        let mut pending = PendingLosses::default();
         for (index, batch) in (first..).zip(loader.epoch_from(epoch, first)) {
             interrupt::reached(&point);
             let batch = batch?;
@@ -179,19 +182,7 @@ pub fn train_stage(
             let (inputs, labels) = batch.to_tensors(device);
             let logits = model.forward(inputs);
             let loss = loss_function.forward(logits, labels);
-            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-            if !loss_value.is_finite() {
-                log.event(&Event::EpochFinished);
-                log.message(&format!(
-                    "{}: the loss is {loss_value} at epoch {epoch}, iteration {}: the run diverged (lower the learning rate)",
-                    job.name,
-                    index + 1
-                ));
-                return Ok(StageEnd::Diverged(Divergence {
-                    epoch,
-                    iteration: index + 1,
-                }));
-            }
+            pending.push(index, loss.clone().detach());
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             if let Some(max_norm) = settings.grad_clip_norm {
                 grads = clip_grad_norm(&model, grads, max_norm).0;
@@ -202,23 +193,43 @@ pub fn train_stage(
                 if head.contains(&id) { lr } else { backbone_lr }
             });
             state.iterations_done += 1;
-            loss_sum += loss_value;
             images += batch.len();
             let images_per_second = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let stop = interrupt::stop_requested();
+            let read_back = (index + 1) % read_every == 0 || index + 1 == iterations || stop;
+            let mut loss_read = None;
+            if read_back {
+                for (at, value) in pending.read() {
+                    if !value.is_finite() {
+                        log.event(&Event::EpochFinished);
+                        log.message(&format!(
+                            "{}: the loss is {value} at epoch {epoch}, iteration {}: the run diverged (lower the learning rate)",
+                            job.name,
+                            at + 1
+                        ));
+                        return Ok(StageEnd::Diverged(Divergence {
+                            epoch,
+                            iteration: at + 1,
+                        }));
+                    }
+                    loss_sum += value;
+                    loss_read = Some(value);
+                }
+            }
             log.event(&Event::Iteration {
                 iteration: index + 1,
-                loss: loss_value,
+                loss: loss_read,
                 lr,
                 images_per_second,
             });
-            if (index + 1) % iterations.div_ceil(10).max(1) == 0 || index + 1 == iterations {
+            if let Some(loss) = loss_read {
                 log.log_only(&format!(
-                    "{} epoch {epoch} iteration {}/{iterations}: loss {loss_value:.4}, lr {lr:.3e}, {images_per_second:.0} images/s",
+                    "{} epoch {epoch} iteration {}/{iterations}: loss {loss:.4}, lr {lr:.3e}, {images_per_second:.0} images/s",
                     job.name,
                     index + 1
                 ));
             }
-            if interrupt::stop_requested() && index + 1 < iterations {
+            if stop && index + 1 < iterations {
                 log.event(&Event::EpochFinished);
                 state.partial_epoch = Some(PartialEpoch {
                     iterations: index + 1,
@@ -258,6 +269,40 @@ pub fn train_stage(
         }
     }
     Ok(StageEnd::Finished(Box::new(model)))
+}
+
+/// The losses of the iterations since the last read-back, still on the device. Reading a value to the host
+/// waits until the device has finished everything queued before it; doing so every step would drain a
+/// GPU's queue every step. Read together, they still give each iteration's loss, so a non-finite loss is
+/// pinned to its iteration, and their sum in the host's order is the one a read per step would give.
+#[derive(Default)]
+struct PendingLosses {
+    losses: Vec<(usize, Tensor<1>)>,
+}
+
+impl PendingLosses {
+    /// The loss of the iteration with 0-based index `index` in its epoch.
+    fn push(&mut self, index: usize, loss: Tensor<1>) {
+        self.losses.push((index, loss));
+    }
+
+    /// Reads every pending loss back in one transfer: (index, loss) in order.
+    fn read(&mut self) -> Vec<(usize, f64)> {
+        if self.losses.is_empty() {
+            return Vec::new();
+        }
+        let (indices, tensors): (Vec<usize>, Vec<Tensor<1>>) = self.losses.drain(..).unzip();
+        let values = Tensor::cat(tensors, 0)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("losses convert to f32");
+        indices
+            .into_iter()
+            .zip(values)
+            .map(|(index, value)| (index, f64::from(value)))
+            .collect()
+    }
 }
 
 /// The batches a stage trains on: shuffled, the last incomplete batch of each pass dropped.
