@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use ftcal_train::interrupt::{self, PausePoint};
 use ftcal_train::pipeline::RunOutcome;
+use ftcal_train::report::EpochRows;
 use ftcal_train::{Event, Observer, RunConfig, RunOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -234,7 +235,8 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let _lock = ftcal_train::RunDir::new(&args.run_dir)
         .lock_existing()
         .map_err(|error| anyhow!("{error}"))?;
-    let report = ftcal_train::evaluate_run(&args.run_dir).map_err(|error| anyhow!("{error}"))?;
+    let report = ftcal_train::evaluate_run(&args.run_dir, EpochRows::Recomputed)
+        .map_err(|error| anyhow!("{error}"))?;
     println!("{}", report.table);
     println!("report: {}", args.run_dir.join("report.md").display());
     Ok(ExitCode::SUCCESS)

@@ -289,6 +289,12 @@ fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
     assert!(!dir.join("summary.json").exists());
 
     finishes_as_uninterrupted(&config, &dir);
+
+    // `ftcal eval` computes every row again from the saved outputs (the features of the middle epochs
+    // were not kept: their NCM metrics come from metrics.csv) and writes the same files.
+    let output = ftcal(&["eval", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_same_run(uninterrupted(), &dir);
 }
 
 /// A full disk stops the run with an error naming the file; every earlier checkpoint stays, and once

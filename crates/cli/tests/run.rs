@@ -95,6 +95,8 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "eval.pcv_folds=2",
         "--set",
         "eval.pcv_epochs=3",
+        "--set",
+        "eval.save.features=all",
     ]);
     assert!(output.status.success(), "{}", describe(&output));
     let stdout = text(&output.stdout);
@@ -151,7 +153,8 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "a header and epochs −1..5:\n{metrics}"
     );
 
-    // `ftcal eval` is a pure function of the saved outputs.
+    // `ftcal eval` is a pure function of the saved outputs (here every epoch kept its features, so that
+    // every cell of metrics.csv can be computed again from them).
     let before = std::fs::read(dir.join("summary.json")).unwrap();
     let metrics_before = std::fs::read(dir.join("metrics.csv")).unwrap();
     std::fs::remove_file(dir.join("summary.json")).unwrap();
@@ -176,6 +179,8 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "eval.pcv_folds=2",
         "--set",
         "eval.pcv_epochs=3",
+        "--set",
+        "eval.save.features=all",
     ]);
     assert!(output.status.success(), "{}", describe(&output));
     assert!(

@@ -32,7 +32,7 @@ pub use classes::{ClassSplit, Group, parse_class_list, parse_class_list_lines};
 pub use curve::{CurvePoint, SeenUnseenCurve};
 pub use error::{EvalError, describe_io_error};
 pub use gamma::{PcvChoice, PcvFold, PcvFoldChoice, alg_gamma, apply_gamma, pcv_gamma};
-pub use io::{read_scores, write_atomic, write_scores};
+pub use io::{read_scores, write_atomic, write_scores, write_scores_as};
 pub use ncm::NcmProbe;
 pub use plot::{EpochSeries, PlotMark, plot_epochs, plot_seen_unseen};
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
@@ -40,5 +40,5 @@ pub use report::{
     AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, Divergence, ModelEvaluation,
     ModelMetrics, RunStatus, Summary, TOP5, calibrate,
 };
-pub use scores::{Matrix, Scores};
+pub use scores::{Matrix, Precision, Scores};
 pub use table::{Table, TopK, curve_csv, summary_table};

@@ -1,5 +1,7 @@
 //! Saved model outputs: a row-major matrix type and the validated (logits, labels, features) triple.
 
+use serde::{Deserialize, Serialize};
+
 use crate::EvalError;
 
 /// A dense row-major matrix.
@@ -51,6 +53,33 @@ impl<T: Copy> Matrix<T> {
     pub fn get(&self, row: usize, col: usize) -> T {
         self.data[row * self.cols + col]
     }
+}
+
+/// How a scores file stores its floats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 4 bytes a value.
+    #[default]
+    Float32,
+    /// 2 bytes a value (IEEE half precision: 11 significant bits, values up to 65,504).
+    Float16,
+}
+
+fn round_to_f16(origin: &str, tensor: &'static str, matrix: &mut Matrix<f32>) -> Result<(), EvalError> {
+    let cols = matrix.cols();
+    for (index, value) in matrix.as_mut_slice().iter_mut().enumerate() {
+        let rounded = half::f16::from_f32(*value).to_f32();
+        if !rounded.is_finite() {
+            return Err(EvalError::Undefined(format!(
+                "{origin}: {tensor}[{}, {}] = {value} is beyond float16's range (±65,504); store the outputs as float32",
+                index / cols,
+                index % cols
+            )));
+        }
+        *value = rounded;
+    }
+    Ok(())
 }
 
 /// One evaluated split of one model: logits [N, C], labels [N] and, optionally, penultimate features [N, D].
@@ -118,6 +147,25 @@ impl Scores {
             labels: checked_labels,
             features,
         })
+    }
+
+    /// The same scores without their features (when only the logits are kept).
+    pub fn without_features(mut self) -> Self {
+        self.features = None;
+        self
+    }
+
+    /// The same scores with every logit and feature rounded to `precision`, as a file of that precision
+    /// stores them. Errors when a value is beyond the precision's range.
+    pub fn rounded_to(mut self, precision: Precision) -> Result<Self, EvalError> {
+        if precision == Precision::Float16 {
+            let origin = self.origin.clone();
+            round_to_f16(&origin, "logits", &mut self.logits)?;
+            if let Some(features) = &mut self.features {
+                round_to_f16(&origin, "features", features)?;
+            }
+        }
+        Ok(self)
     }
 
     /// Where these scores came from, as used in error messages.

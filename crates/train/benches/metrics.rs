@@ -20,8 +20,12 @@ const FEATURES: usize = 2048;
 
 fn scores(rows: usize, seed: u64) -> Scores {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let logits: Vec<f32> = (0..rows * CLASSES).map(|_| rng.random::<f32>() * 8.0 - 4.0).collect();
-    let features: Vec<f32> = (0..rows * FEATURES).map(|_| rng.random::<f32>().max(0.3) - 0.3).collect();
+    let logits: Vec<f32> = (0..rows * CLASSES)
+        .map(|_| rng.random::<f32>() * 8.0 - 4.0)
+        .collect();
+    let features: Vec<f32> = (0..rows * FEATURES)
+        .map(|_| rng.random::<f32>().max(0.3) - 0.3)
+        .collect();
     let labels: Vec<i64> = (0..rows).map(|_| rng.random_range(0..CLASSES as i64)).collect();
     Scores::new(
         "synthetic",
@@ -61,7 +65,10 @@ fn main() {
     let (train, test) = (scores(TRAIN, 1), scores(TEST, 2));
     write_scores(&dir.output("train", -1), &train).unwrap();
     write_scores(&dir.output("test", -1), &test).unwrap();
-    eprintln!("synthetic outputs made and written in {:.1} s", made.elapsed().as_secs_f64());
+    eprintln!(
+        "synthetic outputs made and written in {:.1} s",
+        made.elapsed().as_secs_f64()
+    );
 
     for epoch in 0..epochs {
         link_epoch(&dir, epoch);

@@ -54,10 +54,11 @@ pub struct TrainingState {
     /// The part of epoch `epochs_done` already done, when the stage stopped inside it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_epoch: Option<PartialEpoch>,
-    /// The model's file in the checkpoint folder.
+    /// The model's file in the checkpoint folder (empty once the stage has finished and its result is
+    /// saved elsewhere).
     #[serde(default = "legacy_model_file")]
     pub model_file: String,
-    /// The optimizer state's file in the checkpoint folder.
+    /// The optimizer state's file in the checkpoint folder (empty likewise).
     #[serde(default = "legacy_optimizer_file")]
     pub optimizer_file: String,
 }
@@ -150,6 +151,20 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// Removes the model and optimizer files of a stage whose result is saved elsewhere, keeping
+    /// `state.json` (its loss history) with no files named. Removing again what is gone is no error.
+    pub fn release(&self) -> Result<(), TrainError> {
+        let Some(mut state) = self.state()? else {
+            return Ok(());
+        };
+        if !state.model_file.is_empty() || !state.optimizer_file.is_empty() {
+            state.model_file.clear();
+            state.optimizer_file.clear();
+            write_json(&self.state_path(), &state)?;
+        }
+        self.remove_unreferenced(&state)
+    }
+
     /// Loads the checkpointed weights into `model` (built with the same config) and the optimizer state
     /// into `optimizer`; `order` is `model`'s parameter order after loading.
     pub fn restore(
@@ -160,6 +175,12 @@ impl Checkpoint {
         order: impl Fn(&Model) -> Vec<ParamId>,
         device: &Device,
     ) -> Result<Model, TrainError> {
+        if state.model_file.is_empty() {
+            return Err(TrainError::file(
+                &self.dir,
+                "this stage finished and its checkpoint files were removed; use --force to run it again",
+            ));
+        }
         let weights = TensorMap::read(&self.dir.join(&state.model_file))?;
         let (model, _) = model.load_timm(&weights, LoadOptions::default(), device)?;
         let optimizer_state = TensorMap::read(&self.dir.join(&state.optimizer_file))?;

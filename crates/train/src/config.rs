@@ -326,6 +326,36 @@ pub struct EvalSettings {
     /// the main run's, so a shorter PCV budget still ends at the same final learning rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pcv_epochs: Option<usize>,
+    /// `[eval.save]`: what each evaluation keeps on disk.
+    #[serde(default)]
+    pub save: SaveSettings,
+}
+
+/// Which evaluated epochs keep their penultimate features on disk (their NCM metrics are in `metrics.csv`
+/// either way: they are computed before the features are dropped).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureEpochs {
+    /// The pre-trained model and the last epoch: what the report's NCM rows need.
+    #[default]
+    Ends,
+    /// Every evaluated epoch (`ftcal eval` can then recompute every epoch's NCM metrics).
+    All,
+    /// None (the report then has no NCM rows).
+    None,
+}
+
+/// `[eval.save]`: the outputs kept of each evaluation. Logits and labels are always kept.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SaveSettings {
+    /// `"ends"` (default), `"all"` or `"none"`.
+    #[serde(default)]
+    pub features: FeatureEpochs,
+    /// `"float32"` (default) or `"float16"`: half the disk; every metric is computed from the rounded
+    /// values, so a run and `ftcal eval` agree (the effect on the metrics: BENCHMARKS.md).
+    #[serde(default)]
+    pub dtype: ftcal_eval::Precision,
 }
 
 fn default_splits() -> Vec<EvalSplit> {
@@ -366,6 +396,7 @@ impl Default for EvalSettings {
             pcv_folds: default_pcv_folds(),
             pcv_seeds: None,
             pcv_epochs: None,
+            save: SaveSettings::default(),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod disk;
 pub mod error;
 pub mod interrupt;
 pub mod optim;
@@ -17,7 +18,8 @@ pub mod run_dir;
 pub mod trainer;
 
 pub use config::{
-    Backend, CalibrationMethod, EvalSettings, EvalSplit, Method, RunConfig, Stage, TrainingSettings,
+    Backend, CalibrationMethod, EvalSettings, EvalSplit, FeatureEpochs, Method, RunConfig, SaveSettings,
+    Stage, TrainingSettings,
 };
 pub use error::TrainError;
 pub use pipeline::{RunOptions, RunOutcome, run, run_dir};

@@ -153,6 +153,21 @@ impl OptimizerSettings {
         }
     }
 
+    /// How many state tensors of a parameter's size the optimizer keeps (momentum buffers, moment
+    /// estimates), for the disk estimate of its checkpoints.
+    pub fn state_tensors_per_parameter(&self) -> usize {
+        let momentum = usize::from(self.momentum.is_some_and(|m| m != 0.0));
+        match self.name {
+            OptimizerName::Sgd => momentum,
+            OptimizerName::Adagrad => 1,
+            OptimizerName::Rmsprop => 1 + momentum + usize::from(self.centered == Some(true)),
+            OptimizerName::Adam
+            | OptimizerName::Adamw
+            | OptimizerName::Adabelief
+            | OptimizerName::Adadelta => 2,
+        }
+    }
+
     /// The settings with every option the optimizer takes filled in with PyTorch's default; an option it
     /// does not take, or a value out of range, is an error naming `key.<option>`.
     ///

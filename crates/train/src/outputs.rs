@@ -11,80 +11,73 @@ use crate::TrainError;
 use crate::interrupt;
 use crate::progress::{Event, RunLog};
 
-/// How a model is evaluated on an image set.
-pub struct Evaluator<'a> {
-    /// The evaluation pipeline (no augmentation).
-    pub pipeline: &'a Pipeline,
-    /// Worker threads and caching.
-    pub loader: &'a LoaderSettings,
-    /// Images per batch.
-    pub batch_size: usize,
-    /// Keep the penultimate features (for the NCM probe).
-    pub features: bool,
-    /// The plain (non-autodiff) device.
-    pub device: &'a Device,
+/// The loader that evaluates `set`: every image once, in order, through the evaluation `pipeline`. Make it
+/// once per image set and evaluate every epoch with it: with `data.loader.cache` on, it keeps each image
+/// decoded and through the pipeline's geometric steps after the first pass.
+pub fn evaluation_loader(
+    set: &ImageSet,
+    pipeline: &Pipeline,
+    batch_size: usize,
+    settings: &LoaderSettings,
+) -> Result<Loader, TrainError> {
+    Ok(Loader::new(
+        set.clone(),
+        pipeline.clone(),
+        BatchPlan::evaluation(batch_size),
+        0,
+        settings,
+    )?)
 }
 
-impl Evaluator<'_> {
-    /// Runs `model` (in evaluation mode: BatchNorm uses its running statistics) over `set` in order and
-    /// returns its logits, labels and, if asked, features. `what` names the work in progress reports.
-    /// A stop request ends it between batches with [`TrainError::Interrupted`]; nothing is kept.
-    pub fn predict(
-        &self,
-        model: &Model,
-        set: &ImageSet,
-        what: &str,
-        log: &mut RunLog<'_>,
-    ) -> Result<Scores, TrainError> {
-        // A forward pass on the autodiff device would keep its graph; valid() moves to the plain one.
-        let model = model.valid();
-        let loader = Loader::new(
-            set.clone(),
-            self.pipeline.clone(),
-            BatchPlan::evaluation(self.batch_size),
-            0,
-            self.loader,
-        )?;
-        log.event(&Event::Evaluating {
-            what,
-            images: set.len(),
-        });
-        let mut logits = Vec::new();
-        let mut features = Vec::new();
-        let mut labels = Vec::new();
-        let (mut classes, mut dim) = (0, 0);
-        let point = format!("evaluating {what}");
-        for batch in loader.epoch(0) {
-            interrupt::reached(&point);
-            if interrupt::stop_requested() {
-                let at = format!("while {point} (it is redone on resume)");
-                log.message(&format!(
-                    "stopped at a safe point: {at}; the same command resumes"
-                ));
-                return Err(TrainError::Interrupted { at });
-            }
-            let batch = batch?;
-            if batch.is_empty() {
-                continue;
-            }
-            let (images, _) = batch.to_tensors(self.device);
-            let batch_features = model.features(images);
-            let batch_logits = model.logits(batch_features.clone());
-            [_, classes] = batch_logits.dims();
-            logits.extend(host(batch_logits));
-            if self.features {
-                [_, dim] = batch_features.dims();
-                features.extend(host(batch_features));
-            }
-            labels.extend(batch.labels.iter().map(|&label| label as i64));
+/// Runs `model` (in evaluation mode: BatchNorm uses its running statistics) over the images of `loader`
+/// (an [`evaluation_loader`]) on the plain `device` and returns the logits, labels and, if `features`,
+/// the penultimate features. `what` names the work in progress reports. A stop request ends it between
+/// batches with [`TrainError::Interrupted`]; nothing is kept.
+pub fn predict(
+    model: &Model,
+    loader: &Loader,
+    features: bool,
+    device: &Device,
+    what: &str,
+    log: &mut RunLog<'_>,
+) -> Result<Scores, TrainError> {
+    // A forward pass on the autodiff device would keep its graph; valid() moves to the plain one.
+    let model = model.valid();
+    log.event(&Event::Evaluating {
+        what,
+        images: loader.set().len(),
+    });
+    let (mut logits, mut feature_values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut classes, mut dim) = (0, 0);
+    let point = format!("evaluating {what}");
+    for batch in loader.epoch(0) {
+        interrupt::reached(&point);
+        if interrupt::stop_requested() {
+            let at = format!("while {point} (it is redone on resume)");
+            log.message(&format!(
+                "stopped at a safe point: {at}; the same command resumes"
+            ));
+            return Err(TrainError::Interrupted { at });
         }
-        let rows = labels.len();
-        let logits = Matrix::new(rows, classes, logits).expect("rows × classes values");
-        let features = self
-            .features
-            .then(|| Matrix::new(rows, dim, features).expect("rows × dim values"));
-        Ok(Scores::new(what, logits, &labels, features)?)
+        let batch = batch?;
+        if batch.is_empty() {
+            continue;
+        }
+        let (images, _) = batch.to_tensors(device);
+        let batch_features = model.features(images);
+        let batch_logits = model.logits(batch_features.clone());
+        [_, classes] = batch_logits.dims();
+        logits.extend(host(batch_logits));
+        if features {
+            [_, dim] = batch_features.dims();
+            feature_values.extend(host(batch_features));
+        }
+        labels.extend(batch.labels.iter().map(|&label| label as i64));
     }
+    let rows = labels.len();
+    let logits = Matrix::new(rows, classes, logits).expect("rows × classes values");
+    let features = features.then(|| Matrix::new(rows, dim, feature_values).expect("rows × dim values"));
+    Ok(Scores::new(what, logits, &labels, features)?)
 }
 
 fn host(tensor: Tensor<2>) -> Vec<f32> {

@@ -15,16 +15,17 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
-use ftcal_data::{BatchPlan, DataError, ImageSet, PartialClassData, Pipeline};
-use ftcal_eval::{Divergence, write_scores};
+use ftcal_data::{BatchPlan, DataError, ImageSet, Loader, PartialClassData, Pipeline};
+use ftcal_eval::{Divergence, RankedScores, Scores, read_scores, write_scores_as};
 use ftcal_models::{Model, ModelConfig, ModelSettings};
 
 use crate::TrainError;
 use crate::checkpoint::Checkpoint;
-use crate::config::{CalibrationMethod, EvalSplit, RunConfig, TrainingSettings, config_name};
-use crate::outputs::Evaluator;
+use crate::config::{CalibrationMethod, EvalSplit, FeatureEpochs, RunConfig, TrainingSettings, config_name};
+use crate::disk::{DiskUse, RunSizes};
+use crate::outputs::{evaluation_loader, predict};
 use crate::progress::{Observer, RunLog};
-use crate::report::{self, RunReport};
+use crate::report::{self, EpochRows, RunReport};
 use crate::run_dir::{PRETRAINED_EPOCH, PcvFoldSplit, RunDir, SavedSplit, create_parent, write_json};
 use crate::trainer::{StageEnd, StageJob, batch_plan, train_stage};
 
@@ -80,7 +81,8 @@ pub fn run(
                 "{}: already finished; use --force to run it again",
                 dir.root().display()
             ));
-            return Ok(RunOutcome::AlreadyDone(report::evaluate_run(dir.root())?));
+            let report = report::evaluate_run(dir.root(), EpochRows::Recorded)?;
+            return Ok(RunOutcome::AlreadyDone(report));
         }
         if summary.status == Some(ftcal_eval::RunStatus::Diverged) {
             return Err(TrainError::file(
@@ -99,6 +101,7 @@ pub fn run(
     ));
     let context = Context::open(config, dir, device, &mut log)?;
     context.check_before_spending()?;
+    log.message(&format!("expected disk use: {}", DiskUse::of(&context.sizes())));
     match context.stages(options, &mut log) {
         Err(TrainError::Interrupted { at }) => Ok(RunOutcome::Stopped { at }),
         outcome => outcome,
@@ -113,9 +116,18 @@ struct Context<'a> {
     training_device: Device,
     data: PartialClassData,
     train_pipeline: Pipeline,
-    eval_pipeline: Pipeline,
+    /// One evaluation loader per image set, made once so that its cache (`data.loader.cache`) serves
+    /// every epoch: the target's training and test splits, S's training images (PCV), the source's test.
+    eval_loaders: EvalLoaders,
     model_settings: ModelSettings,
     model_config: ModelConfig,
+}
+
+struct EvalLoaders {
+    target_train: Loader,
+    target_test: Loader,
+    fine_tuning_train: Loader,
+    source_test: Option<Loader>,
 }
 
 impl<'a> Context<'a> {
@@ -170,6 +182,19 @@ impl<'a> Context<'a> {
             data.fine_tuning_train.len(),
             split.absent()
         ));
+        let loader = |set: &ImageSet| {
+            evaluation_loader(set, &eval_pipeline, config.eval.batch_size, &config.data.loader)
+        };
+        let eval_loaders = EvalLoaders {
+            target_train: loader(&data.target.train)?,
+            target_test: loader(&data.target.test)?,
+            fine_tuning_train: loader(&data.fine_tuning_train)?,
+            source_test: data
+                .source
+                .as_ref()
+                .map(|source| loader(&source.test))
+                .transpose()?,
+        };
         Ok(Self {
             config,
             dir,
@@ -177,7 +202,7 @@ impl<'a> Context<'a> {
             training_device: device.clone().autodiff(),
             data,
             train_pipeline,
-            eval_pipeline,
+            eval_loaders,
             model_settings,
             model_config,
         })
@@ -213,15 +238,38 @@ impl<'a> Context<'a> {
                 },
             )?;
         }
-        for split in &self.config.eval.splits {
-            check(
-                BatchPlan::evaluation(self.config.eval.batch_size),
-                self.eval_set(*split),
-                "eval",
-            )?;
-        }
         self.initial_model()?;
         Ok(())
+    }
+
+    /// What the run's disk use follows from.
+    fn sizes(&self) -> RunSizes {
+        let eval = &self.config.eval;
+        let epochs = self.config.fine_tuning.epochs;
+        let evaluated_epochs = (0..epochs)
+            .filter(|epoch| (epoch + 1).is_multiple_of(eval.every) || epoch + 1 == epochs)
+            .count();
+        let evaluations = 1 + evaluated_epochs;
+        let evaluations_with_features = match (eval.ncm, eval.save.features) {
+            (false, _) | (_, FeatureEpochs::None) => 0,
+            (true, FeatureEpochs::All) => evaluations,
+            (true, FeatureEpochs::Ends) => 2.min(evaluations),
+        };
+        RunSizes {
+            split_images: (eval.splits.iter())
+                .map(|&split| self.eval_loader(split).set().len())
+                .collect(),
+            classes: self.model_config.classes(),
+            feature_dim: self.model_config.feature_dim(),
+            evaluations,
+            evaluations_with_features,
+            pcv_folds: eval.pcv_seeds.as_ref().map_or(0, Vec::len),
+            fine_tuning_images: self.data.fine_tuning_train.len(),
+            parameters: self.model_config.num_params(),
+            saved_models: 1 + usize::from(self.config.source.is_some()),
+            optimizer_tensors: self.config.fine_tuning.optimizer.state_tensors_per_parameter(),
+            precision: eval.save.dtype,
+        }
     }
 
     /// The PCV folds: each one's split of S and the training images of its half.
@@ -248,21 +296,46 @@ impl<'a> Context<'a> {
         Ok(folds)
     }
 
-    fn eval_set(&self, split: EvalSplit) -> &ImageSet {
+    fn eval_loader(&self, split: EvalSplit) -> &Loader {
         match split {
-            EvalSplit::Train => &self.data.target.train,
-            EvalSplit::Test => &self.data.target.test,
+            EvalSplit::Train => &self.eval_loaders.target_train,
+            EvalSplit::Test => &self.eval_loaders.target_test,
         }
     }
 
-    fn evaluator(&self) -> Evaluator<'_> {
-        Evaluator {
-            pipeline: &self.eval_pipeline,
-            loader: &self.config.data.loader,
-            batch_size: self.config.eval.batch_size,
-            features: self.config.eval.ncm,
-            device: self.device,
+    /// `model`'s outputs on the images of `loader`, with features if asked, rounded to the precision the
+    /// run saves (every metric is then computed from what the files hold).
+    fn predict(
+        &self,
+        model: &Model,
+        loader: &Loader,
+        features: bool,
+        what: &str,
+        log: &mut RunLog<'_>,
+    ) -> Result<Scores, TrainError> {
+        let scores = predict(model, loader, features, self.device, what, log)?;
+        Ok(scores.rounded_to(self.config.eval.save.dtype)?)
+    }
+
+    /// Whether the outputs of `epoch` keep their features on disk.
+    fn keeps_features(&self, epoch: i64) -> bool {
+        match self.config.eval.save.features {
+            FeatureEpochs::All => true,
+            FeatureEpochs::None => false,
+            FeatureEpochs::Ends => {
+                epoch == PRETRAINED_EPOCH || epoch == self.config.fine_tuning.epochs as i64 - 1
+            }
         }
+    }
+
+    /// Whether `epoch` still has an output to save or a row of `metrics.csv` to record.
+    fn needs_evaluation(&self, epoch: i64) -> Result<bool, TrainError> {
+        let recorded = report::read_metrics(self.dir)?
+            .iter()
+            .any(|row| row.epoch == epoch);
+        let saved =
+            (self.config.eval.splits.iter()).all(|split| self.dir.output(split.name(), epoch).exists());
+        Ok(!(recorded && saved))
     }
 
     /// The model before any training, on the autodiff device: `[model]`'s weights, or its seeded
@@ -285,24 +358,63 @@ impl<'a> Context<'a> {
         Ok(model)
     }
 
-    /// Evaluates `model` on every configured split whose outputs of `epoch` are not saved yet, and saves
-    /// them.
+    /// Evaluates `model` as the model of `epoch`: records the epoch's row of `metrics.csv`, then saves the
+    /// outputs of every configured split (features as `eval.save` says). What a killed process already
+    /// did is not done again: the row is recorded first, so that the metrics of features that are not
+    /// kept are never lost; saved outputs are read back rather than computed again.
     fn evaluate(&self, model: &Model, epoch: i64, log: &mut RunLog<'_>) -> Result<(), TrainError> {
-        for split in &self.config.eval.splits {
+        let recorded = report::read_metrics(self.dir)?
+            .iter()
+            .any(|row| row.epoch == epoch);
+        let mut outputs = Vec::new();
+        for &split in &self.config.eval.splits {
             let path = self.dir.output(split.name(), epoch);
-            if path.exists() {
+            let saved = path.exists();
+            let scores = match (saved, recorded) {
+                (true, true) => continue,
+                (true, false) => read_scores(&path)?,
+                (false, _) => {
+                    let what = if epoch == PRETRAINED_EPOCH {
+                        format!("{}, pre-trained", split.name())
+                    } else {
+                        format!("{}, epoch {epoch}", split.name())
+                    };
+                    let loader = self.eval_loader(split);
+                    self.predict(model, loader, self.config.eval.ncm, &what, log)?
+                }
+            };
+            outputs.push((split, saved, scores));
+        }
+        if !recorded {
+            let scores_of = |wanted: EvalSplit| {
+                outputs
+                    .iter()
+                    .find(|(split, _, _)| *split == wanted)
+                    .map(|(_, _, scores)| scores)
+            };
+            let test = scores_of(EvalSplit::Test).expect("eval.splits holds test");
+            let history = report::training_records(self.dir)?;
+            let row = report::epoch_metrics(
+                epoch,
+                test,
+                scores_of(EvalSplit::Train),
+                &self.data.split,
+                &history,
+            )?;
+            report::record_epoch(self.dir, row)?;
+        }
+        for (split, saved, scores) in outputs {
+            if saved {
                 continue;
             }
-            let label = if epoch == PRETRAINED_EPOCH {
-                format!("{}, pre-trained", split.name())
+            let scores = if self.keeps_features(epoch) {
+                scores
             } else {
-                format!("{}, epoch {epoch}", split.name())
+                scores.without_features()
             };
-            let scores = self
-                .evaluator()
-                .predict(model, self.eval_set(*split), &label, log)?;
+            let path = self.dir.output(split.name(), epoch);
             create_parent(&path)?;
-            write_scores(&path, &scores)?;
+            write_scores_as(&path, &scores, self.config.eval.save.dtype)?;
         }
         Ok(())
     }
@@ -356,7 +468,7 @@ impl<'a> Context<'a> {
             log.message(&format!("summary written to {}", self.dir.summary().display()));
             return Ok(RunOutcome::Diverged(report));
         }
-        let report = report::evaluate_run(self.dir.root())?;
+        let report = report::evaluate_run(self.dir.root(), EpochRows::Recorded)?;
         log.message(&format!("report written to {}", self.dir.report().display()));
         Ok(RunOutcome::Completed(report))
     }
@@ -384,7 +496,7 @@ impl<'a> Context<'a> {
         };
         let path = self.dir.source_model();
         if path.exists() {
-            return Ok(None);
+            return self.finished("source");
         }
         log.message(&format!(
             "source: training on {} ({} images, all {} classes)",
@@ -400,30 +512,34 @@ impl<'a> Context<'a> {
         };
         create_parent(&path)?;
         model.save(&self.model_config, &path)?;
-        let scores = self
-            .evaluator()
-            .predict(&model, &source.test, "source test", log)?;
-        let correct = scores
-            .logits()
-            .iter_rows()
-            .zip(scores.labels())
-            .filter(|(row, label)| argmax(row) == **label as usize)
-            .count();
-        log.message(&format!(
-            "source model: {:.2}% top-1 on {} test ({} images); saved to {}",
-            100.0 * correct as f64 / scores.len().max(1) as f64,
-            source.name,
-            scores.len(),
-            path.display()
-        ));
+        if let Some(loader) = &self.eval_loaders.source_test {
+            let scores = predict(&model, loader, false, self.device, "source test", log)?;
+            // Over every class: the source dataset shares the target's class space.
+            let accuracy = RankedScores::new(scores.logits(), scores.labels(), &self.data.split, 1)
+                .accuracy(0.0, 1)
+                .y_y;
+            log.message(&format!(
+                "source model: {:.2}% top-1 on {} test ({} images); saved to {}",
+                accuracy.percent().unwrap_or(0.0),
+                source.name,
+                scores.len(),
+                path.display()
+            ));
+        }
+        self.finished("source")
+    }
+
+    /// A stage whose result is saved (a model, or a PCV fold's outputs) keeps only its `state.json`: its
+    /// last model and optimizer state are never needed again. Done again when a rerun finds the result,
+    /// in case a kill came between.
+    fn finished(&self, stage: &str) -> Result<Option<Divergence>, TrainError> {
+        Checkpoint::new(self.dir.checkpoint(stage)).release()?;
         Ok(None)
     }
 
     /// Evaluates the pre-trained model (epoch −1).
     fn pretrained_stage(&self, log: &mut RunLog<'_>) -> Result<(), TrainError> {
-        let done = (self.config.eval.splits.iter())
-            .all(|split| self.dir.output(split.name(), PRETRAINED_EPOCH).exists());
-        if !done {
+        if self.needs_evaluation(PRETRAINED_EPOCH)? {
             self.evaluate(&self.pretrained_model()?, PRETRAINED_EPOCH, log)?;
         }
         Ok(())
@@ -437,7 +553,7 @@ impl<'a> Context<'a> {
     ) -> Result<Option<Divergence>, TrainError> {
         let path = self.dir.fine_tuned_model();
         if path.exists() {
-            return Ok(None);
+            return self.finished("fine_tuning");
         }
         let settings = &self.config.fine_tuning;
         log.message(&format!(
@@ -456,9 +572,9 @@ impl<'a> Context<'a> {
         let every = self.config.eval.every;
         let last = settings.epochs - 1;
         let mut after_epoch = |epoch: usize, model: &Model, log: &mut RunLog<'_>| {
-            if (epoch + 1).is_multiple_of(every) || epoch == last {
-                self.evaluate(model, epoch as i64, log)?;
-                report::write_metrics(self.dir)?;
+            let epoch = epoch as i64;
+            if ((epoch + 1) % every as i64 == 0 || epoch == last as i64) && self.needs_evaluation(epoch)? {
+                self.evaluate(model, epoch, log)?;
             }
             Ok(())
         };
@@ -469,7 +585,7 @@ impl<'a> Context<'a> {
         create_parent(&path)?;
         model.save(&self.model_config, &path)?;
         log.message(&format!("fine-tuned model saved to {}", path.display()));
-        Ok(None)
+        self.finished("fine_tuning")
     }
 
     /// PCV: K fine-tunings of the pre-trained model on random halves of S, each saving its outputs on
@@ -483,7 +599,9 @@ impl<'a> Context<'a> {
         let count = folds.len();
         for (fold, fold_split, set) in folds {
             let output = self.dir.pcv_output(fold);
+            let name = format!("pcv-{fold}");
             if output.exists() {
+                self.finished(&name)?;
                 continue;
             }
             create_parent(&output)?;
@@ -496,31 +614,23 @@ impl<'a> Context<'a> {
             ));
             // Each fold's batches differ from the main run's and from the other folds'.
             let fold_seed = self.config.seed ^ (0x7063_7600 + fold as u64);
-            let name = format!("pcv-{fold}");
             let job = self.job(&name, &fold_settings, set, fold_seed, None);
             let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
             let model = match self.train(job, self.pretrained_model()?, log, no_evaluation)? {
                 Ok(model) => model,
                 Err(divergence) => return Ok(Some(divergence)),
             };
-            let scores = self.evaluator().predict(
+            // PCV's choice of γ reads the logits only.
+            let scores = self.predict(
                 &model,
-                &self.data.fine_tuning_train,
+                &self.eval_loaders.fine_tuning_train,
+                false,
                 &format!("PCV fold {fold}, S train"),
                 log,
             )?;
-            write_scores(&output, &scores)?;
+            write_scores_as(&output, &scores, self.config.eval.save.dtype)?;
+            self.finished(&name)?;
         }
         Ok(None)
     }
-}
-
-fn argmax(row: &[f32]) -> usize {
-    row.iter()
-        .enumerate()
-        .fold(
-            (0, f32::NEG_INFINITY),
-            |best, (i, &v)| if v > best.1 { (i, v) } else { best },
-        )
-        .0
 }

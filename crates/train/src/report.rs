@@ -10,15 +10,15 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ftcal_eval::{
-    CalibratedMetrics, ClassSplit, EpochSeries, EvalError, Matrix, ModelEvaluation, PcvFold, PlotMark,
-    RankedScores, RunStatus, Scores, SeenUnseenCurve, Summary, Table, TopK, alg_gamma, curve_csv, pcv_gamma,
-    plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
+    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, EvalError, Matrix, ModelEvaluation, PcvFold,
+    PlotMark, RankedScores, RunStatus, Scores, SeenUnseenCurve, Summary, Table, TopK, alg_gamma, curve_csv,
+    pcv_gamma, plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
 pub use ftcal_eval::Divergence;
 
 use crate::TrainError;
-use crate::checkpoint::{Checkpoint, TrainingState};
+use crate::checkpoint::{Checkpoint, EpochRecord, TrainingState};
 use crate::config::{CalibrationMethod, RunConfig, config_name};
 use crate::interrupt;
 use crate::run_dir::{PRETRAINED_EPOCH, PcvFoldSplit, RunDir, SavedSplit, read_json, write_json};
@@ -118,63 +118,114 @@ fn evaluate_epoch(
     Ok(Some((evaluation, train)))
 }
 
-/// The rows of `metrics.csv`, one per evaluated epoch.
-fn epoch_metrics(dir: &RunDir, split: &ClassSplit) -> Result<Vec<EpochMetrics>, TrainError> {
-    let history = training_history(dir)?
+/// The metrics of one evaluated epoch from its outputs (in memory as the run evaluates it, or read back):
+/// the test split's tables, the NCM probe's with class means from the training split when both carry
+/// features, ALG's γ on the training split, and the epoch's loss and lr from the training `history`.
+pub fn epoch_metrics(
+    epoch: i64,
+    test: &Scores,
+    train: Option<&Scores>,
+    split: &ClassSplit,
+    history: &[EpochRecord],
+) -> Result<EpochMetrics, TrainError> {
+    let reference = train.filter(|t| t.features().is_some() && test.features().is_some());
+    let evaluation = ModelEvaluation::new(test, split, reference)?;
+    let record = usize::try_from(epoch)
+        .ok()
+        .and_then(|e| history.iter().find(|r| r.epoch == e));
+    Ok(EpochMetrics {
+        epoch,
+        loss: record.map(|r| r.loss),
+        lr: record.map(|r| r.lr),
+        test: evaluation.metrics().clone(),
+        alg_gamma: train.map(|train| alg_gamma(train, split)).transpose()?,
+        oracle_gamma: evaluation.curve().oracle().gamma,
+    })
+}
+
+/// The fine-tuning stage's loss and lr per epoch.
+pub fn training_records(dir: &RunDir) -> Result<Vec<EpochRecord>, TrainError> {
+    Ok(training_history(dir)?
         .map(|state| state.history)
-        .unwrap_or_default();
+        .unwrap_or_default())
+}
+
+/// Every row of `metrics.csv` computed again from the saved outputs (`ftcal eval`). An epoch saved without
+/// features keeps the NCM metrics its `recorded` row holds: they were measured before the features were
+/// dropped.
+fn recompute_rows(
+    dir: &RunDir,
+    split: &ClassSplit,
+    recorded: &[EpochMetrics],
+) -> Result<Vec<EpochMetrics>, TrainError> {
+    let history = training_records(dir)?;
     let mut rows = Vec::new();
     for epoch in dir.saved_epochs("test") {
-        let Some((evaluation, train)) = evaluate_epoch(dir, epoch, split)? else {
+        let Some(test) = read_output(dir, "test", epoch)? else {
             continue;
         };
-        let record = usize::try_from(epoch)
-            .ok()
-            .and_then(|e| history.iter().find(|r| r.epoch == e));
-        let alg = match &train {
-            Some(train) => Some(alg_gamma(train, split)?),
-            None => None,
-        };
-        rows.push(EpochMetrics {
-            epoch,
-            loss: record.map(|r| r.loss),
-            lr: record.map(|r| r.lr),
-            test: evaluation.metrics().clone(),
-            alg_gamma: alg,
-            oracle_gamma: evaluation.curve().oracle().gamma,
-        });
+        let train = read_output(dir, "train", epoch)?;
+        let mut row = epoch_metrics(epoch, &test, train.as_ref(), split, &history)?;
+        if row.test.ncm.is_none()
+            && let Some(earlier) = recorded.iter().find(|r| r.epoch == epoch)
+        {
+            row.test.ncm = earlier.test.ncm;
+        }
+        rows.push(row);
     }
     Ok(rows)
 }
 
+/// The columns of `metrics.csv`, in order.
+const METRICS_COLUMNS: [&str; 21] = [
+    "epoch",
+    "loss",
+    "lr",
+    "Y/Y",
+    "S/Y",
+    "U/Y",
+    "S/S",
+    "U/U",
+    "top5 Y/Y",
+    "top5 S/Y",
+    "top5 U/Y",
+    "top5 S/S",
+    "top5 U/U",
+    "NCM Y/Y",
+    "NCM S/Y",
+    "NCM U/Y",
+    "NCM S/S",
+    "NCM U/U",
+    "AUSUC",
+    "ALG gamma",
+    "oracle gamma",
+];
+
+fn table_cells(table: Option<&AccuracyPercent>) -> [Option<f64>; 5] {
+    table.map_or([None; 5], |t| [t.y_y, t.s_y, t.u_y, t.s_s, t.u_u])
+}
+
+fn table_of(cells: &[Option<f64>]) -> AccuracyPercent {
+    AccuracyPercent {
+        y_y: cells[0],
+        s_y: cells[1],
+        u_y: cells[2],
+        s_s: cells[3],
+        u_u: cells[4],
+    }
+}
+
 fn metrics_csv(rows: &[EpochMetrics]) -> String {
-    let mut out = String::from(
-        "epoch,loss,lr,Y/Y,S/Y,U/Y,S/S,U/U,top5 Y/Y,top5 S/Y,top5 U/Y,NCM Y/Y,NCM S/Y,NCM U/Y,AUSUC,ALG gamma,oracle gamma\n",
-    );
+    let mut out = METRICS_COLUMNS.join(",");
+    out.push('\n');
+    // Rust prints an f64 with the fewest digits that read back to the same value: the file round-trips.
     let cell = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     for row in rows {
-        let acc = &row.test.acc;
-        let top5 = &row.test.acc_top5;
-        let ncm = row.test.ncm.unwrap_or_default();
-        let cells = [
-            Some(row.epoch as f64),
-            row.loss,
-            row.lr,
-            acc.y_y,
-            acc.s_y,
-            acc.u_y,
-            acc.s_s,
-            acc.u_u,
-            top5.y_y,
-            top5.s_y,
-            top5.u_y,
-            row.test.ncm.and(ncm.y_y),
-            row.test.ncm.and(ncm.s_y),
-            row.test.ncm.and(ncm.u_y),
-            row.test.ausuc,
-            row.alg_gamma,
-            Some(row.oracle_gamma),
-        ];
+        let mut cells = vec![Some(row.epoch as f64), row.loss, row.lr];
+        cells.extend(table_cells(Some(&row.test.acc)));
+        cells.extend(table_cells(Some(&row.test.acc_top5)));
+        cells.extend(table_cells(row.test.ncm.as_ref()));
+        cells.extend([row.test.ausuc, row.alg_gamma, Some(row.oracle_gamma)]);
         let line: Vec<String> = cells.into_iter().map(cell).collect();
         out.push_str(&line.join(","));
         out.push('\n');
@@ -182,12 +233,73 @@ fn metrics_csv(rows: &[EpochMetrics]) -> String {
     out
 }
 
-/// Rewrites `metrics.csv` from the outputs saved so far (after each evaluated epoch).
-pub fn write_metrics(dir: &RunDir) -> Result<(), TrainError> {
-    let split = read_split(dir)?;
-    let rows = epoch_metrics(dir, &split)?;
+/// The rows `metrics.csv` holds (none when there is no such file yet).
+pub fn read_metrics(dir: &RunDir) -> Result<Vec<EpochMetrics>, TrainError> {
+    let path = dir.metrics();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(TrainError::file(&path, error.to_string())),
+    };
+    let mut lines = text.lines();
+    // A file of an older ftcal, with other columns: its rows are computed again.
+    if lines.next() != Some(METRICS_COLUMNS.join(",").as_str()) {
+        return Ok(Vec::new());
+    }
+    let mut rows = Vec::new();
+    for (index, line) in lines.enumerate() {
+        let bad = |what: &str| TrainError::file(&path, format!("line {}: {what}", index + 2));
+        let cells: Vec<Option<f64>> = line
+            .split(',')
+            .map(|cell| (!cell.is_empty()).then(|| cell.parse::<f64>()).transpose())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad("a cell is not a number"))?;
+        if cells.len() != METRICS_COLUMNS.len() {
+            return Err(bad(&format!(
+                "{} cells for {} columns",
+                cells.len(),
+                METRICS_COLUMNS.len()
+            )));
+        }
+        let ncm = cells[13..18]
+            .iter()
+            .any(Option::is_some)
+            .then(|| table_of(&cells[13..18]));
+        rows.push(EpochMetrics {
+            epoch: cells[0].ok_or_else(|| bad("no epoch"))? as i64,
+            loss: cells[1],
+            lr: cells[2],
+            test: ftcal_eval::ModelMetrics {
+                acc: table_of(&cells[3..8]),
+                acc_top5: table_of(&cells[8..13]),
+                ncm,
+                ausuc: cells[18],
+            },
+            alg_gamma: cells[19],
+            oracle_gamma: cells[20].ok_or_else(|| bad("no oracle gamma"))?,
+        });
+    }
+    Ok(rows)
+}
+
+/// Records one evaluated epoch's row: `metrics.csv` is written again, atomically, with the row in its
+/// place (it replaces a row of the same epoch). Each epoch is evaluated once, however long the run.
+pub fn record_epoch(dir: &RunDir, row: EpochMetrics) -> Result<(), TrainError> {
+    let mut rows = read_metrics(dir)?;
+    rows.retain(|r| r.epoch != row.epoch);
+    rows.push(row);
+    rows.sort_by_key(|r| r.epoch);
     write_atomic(&dir.metrics(), metrics_csv(&rows).as_bytes())?;
     Ok(())
+}
+
+/// Where `evaluate_run` takes the per-epoch rows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochRows {
+    /// `metrics.csv` as the run recorded it, one row per evaluated epoch (`ftcal run`).
+    Recorded,
+    /// Computed again from the saved outputs (`ftcal eval`).
+    Recomputed,
 }
 
 /// The rows of `scores` whose label satisfies `keep`.
@@ -265,14 +377,18 @@ fn pcv(
     Ok(Some((choice.gamma, reports)))
 }
 
-/// Recomputes every metric and calibration from the run directory's outputs and writes the report files,
-/// `summary.json` last: a run killed while writing them has no new summary, and its rerun writes them all
-/// again.
-pub fn evaluate_run(dir: &Path) -> Result<RunReport, TrainError> {
+/// Computes the summary and the calibrations from the run directory's outputs and writes the report
+/// files, `summary.json` last: a run killed while writing them has no new summary, and its rerun writes
+/// them all again. The per-epoch rows come from `metrics.csv` or are computed again (`rows`).
+pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError> {
     let dir = &RunDir::new(dir);
     let config = read_config(dir)?;
     let split = read_split(dir)?;
-    let epochs = epoch_metrics(dir, &split)?;
+    let recorded = read_metrics(dir)?;
+    let epochs = match rows {
+        EpochRows::Recorded if !recorded.is_empty() => recorded,
+        _ => recompute_rows(dir, &split, &recorded)?,
+    };
     let earlier = read_summary(dir)?;
     let mut summary = Summary::default();
     if let Some((pretrained, _)) = evaluate_epoch(dir, PRETRAINED_EPOCH, &split)? {
@@ -409,7 +525,7 @@ pub fn write_diverged(dir: &RunDir, divergence: Divergence) -> Result<RunReport,
     summary.status = Some(RunStatus::Diverged);
     summary.diverged = Some(divergence);
     write_json(&dir.summary(), &summary)?;
-    evaluate_run(dir.root())
+    evaluate_run(dir.root(), EpochRows::Recorded)
 }
 
 fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -> String {

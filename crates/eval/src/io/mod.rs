@@ -20,7 +20,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::EvalError;
-use crate::scores::{Matrix, Scores};
+use crate::scores::{Matrix, Precision, Scores};
 
 /// The element types a scores file may hold.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -320,19 +320,40 @@ fn build_scores(
 
 /// Writes `scores` as `.safetensors` (`logits` F32, `labels` I64, `features` F32), atomically.
 pub fn write_scores(path: &Path, scores: &Scores) -> Result<(), EvalError> {
-    let f32_bytes =
-        |m: &Matrix<f32>| -> Vec<u8> { m.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect() };
+    write_scores_as(path, scores, Precision::Float32)
+}
+
+/// Writes `scores` as `.safetensors` with logits and features in `precision` (labels I64), atomically;
+/// [`read_scores`] reads either back as `f32`. Values are rounded to the nearest of the precision (see
+/// [`Scores::rounded_to`], which gives the values such a file holds).
+pub fn write_scores_as(path: &Path, scores: &Scores, precision: Precision) -> Result<(), EvalError> {
+    let float_bytes = |m: &Matrix<f32>| -> (Dtype, Vec<u8>) {
+        match precision {
+            Precision::Float32 => (
+                Dtype::F32,
+                m.as_slice().iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ),
+            Precision::Float16 => (
+                Dtype::F16,
+                m.as_slice()
+                    .iter()
+                    .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+                    .collect(),
+            ),
+        }
+    };
     let labels: Vec<u8> = scores
         .labels()
         .iter()
         .flat_map(|&y| i64::from(y).to_le_bytes())
         .collect();
+    let (dtype, logits) = float_bytes(scores.logits());
     let mut tensors = vec![
         TensorBytes {
             name: "logits".into(),
-            dtype: Dtype::F32,
+            dtype,
             shape: vec![scores.len(), scores.num_classes()],
-            bytes: f32_bytes(scores.logits()),
+            bytes: logits,
         },
         TensorBytes {
             name: "labels".into(),
@@ -342,11 +363,12 @@ pub fn write_scores(path: &Path, scores: &Scores) -> Result<(), EvalError> {
         },
     ];
     if let Some(features) = scores.features() {
+        let (dtype, bytes) = float_bytes(features);
         tensors.push(TensorBytes {
             name: "features".into(),
-            dtype: Dtype::F32,
+            dtype,
             shape: vec![features.rows(), features.cols()],
-            bytes: f32_bytes(features),
+            bytes,
         });
     }
     write_safetensors(path, &tensors, &BTreeMap::new())
