@@ -1,5 +1,8 @@
 //! What the metrics of one evaluated epoch cost at ImageNet-Sketch's size (40,889 training and 10,000 test
-//! images, 1000 logits, 2048 features; random values), at epoch 1 and at epoch 50 of a run.
+//! images, 1000 logits, 2048 features; random values), at epoch 1 and at epoch 50 of a run: the epoch's
+//! row of metrics.csv, computed from the outputs in memory and recorded, and, for comparison, `ftcal
+//! eval`'s recomputation of every row from the saved files (what every evaluated epoch cost before each
+//! recorded its own row).
 //!
 //!   cargo bench -p ftcal-train --bench metrics [-- --epochs 50]
 //!
@@ -70,17 +73,30 @@ fn main() {
         made.elapsed().as_secs_f64()
     );
 
+    let split_classes = split.split().unwrap();
     for epoch in 0..epochs {
         link_epoch(&dir, epoch);
+        let started = Instant::now();
+        let row =
+            ftcal_train::report::epoch_metrics(epoch, &test, Some(&train), &split_classes, &[]).unwrap();
+        ftcal_train::report::record_epoch(&dir, row).unwrap();
+        let seconds = started.elapsed().as_secs_f64();
         if epoch == 0 || epoch == epochs - 1 {
-            let started = Instant::now();
-            ftcal_train::report::write_metrics(&dir).unwrap();
             println!(
-                "metrics after epoch {} (1-based; {} evaluated epochs saved): {:.2} s",
+                "the metrics of epoch {} (1-based), recorded beside {} rows: {seconds:.2} s",
                 epoch + 1,
-                epoch + 2,
-                started.elapsed().as_secs_f64()
+                epoch + 1
             );
         }
     }
+    // The pre-trained model's row too, as a run has it, then every row again from the files.
+    let row = ftcal_train::report::epoch_metrics(-1, &test, Some(&train), &split_classes, &[]).unwrap();
+    ftcal_train::report::record_epoch(&dir, row).unwrap();
+    let started = Instant::now();
+    let recomputed = ftcal_train::report::recompute_rows(&dir, &split_classes, &[]).unwrap();
+    println!(
+        "every row again from the saved files ({} evaluated epochs; what each evaluated epoch cost before): {:.2} s",
+        recomputed.len(),
+        started.elapsed().as_secs_f64()
+    );
 }

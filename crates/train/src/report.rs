@@ -153,7 +153,7 @@ pub fn training_records(dir: &RunDir) -> Result<Vec<EpochRecord>, TrainError> {
 /// Every row of `metrics.csv` computed again from the saved outputs (`ftcal eval`). An epoch saved without
 /// features keeps the NCM metrics its `recorded` row holds: they were measured before the features were
 /// dropped.
-fn recompute_rows(
+pub fn recompute_rows(
     dir: &RunDir,
     split: &ClassSplit,
     recorded: &[EpochMetrics],
