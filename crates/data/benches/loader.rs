@@ -110,6 +110,34 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // Evaluation passes, as a run makes one per evaluated epoch: a new loader each pass (what a run did
+    // before it kept one per image set: its cache was thrown away each time), against one loader with its
+    // cache on, whose later passes skip the decoding and the resize.
+    let eval = Pipeline::from_spec(&TransformSpec::Preset("paper_eval".into()), "bench").unwrap();
+    let mut group = c.benchmark_group("paper_eval_224");
+    group.throughput(Throughput::Elements(IMAGES as u64));
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
+    let settings = LoaderSettings {
+        workers: Some(2),
+        cache: true,
+        ..LoaderSettings::default()
+    };
+    let pass = |loader: &Loader| {
+        let images: usize = loader.epoch(0).map(|batch| batch.unwrap().len()).sum();
+        assert_eq!(images, IMAGES);
+    };
+    group.bench_function("a_new_loader_each_pass", |b| {
+        b.iter(|| {
+            let loader =
+                Loader::new(set.clone(), eval.clone(), BatchPlan::evaluation(64), 0, &settings).unwrap();
+            pass(&loader);
+        });
+    });
+    let cached = Loader::new(set.clone(), eval.clone(), BatchPlan::evaluation(64), 0, &settings).unwrap();
+    pass(&cached);
+    group.bench_function("one_cached_loader_later_passes", |b| b.iter(|| pass(&cached)));
+    group.finish();
 }
 
 /// Why the resize goes through fast_image_resize: the same antialiased bilinear 500×375 → 224×224 with

@@ -134,6 +134,9 @@ mod tests {
         assert_eq!(format!("{}", Bytes(before.outputs)), "31.7 GB");
         let ends = imagenet_sketch(51, 2, Precision::Float32);
         assert_eq!(format!("{}", Bytes(ends.outputs)), "11.2 GB");
+        // configs/imagenet-sketch.toml: every fifth epoch evaluated, features at the ends.
+        let shipped = imagenet_sketch(11, 2, Precision::Float32);
+        assert_eq!(format!("{}", Bytes(shipped.outputs)), "3.1 GB");
         let half = imagenet_sketch(11, 2, Precision::Float16);
         assert_eq!(format!("{}", Bytes(half.outputs)), "1.5 GB");
         assert!(half.total() < before.total() / 10);

@@ -47,6 +47,7 @@ pub fn predict(
         what,
         images: loader.set().len(),
     });
+    let started = std::time::Instant::now();
     let (mut logits, mut feature_values, mut labels) = (Vec::new(), Vec::new(), Vec::new());
     let (mut classes, mut dim) = (0, 0);
     let point = format!("evaluating {what}");
@@ -75,6 +76,11 @@ pub fn predict(
         labels.extend(batch.labels.iter().map(|&label| label as i64));
     }
     let rows = labels.len();
+    let seconds = started.elapsed().as_secs_f64();
+    log.log_only(&format!(
+        "evaluated {what}: {rows} images in {seconds:.2} s ({:.0} images/s)",
+        rows as f64 / seconds.max(1e-9)
+    ));
     let logits = Matrix::new(rows, classes, logits).expect("rows × classes values");
     let features = features.then(|| Matrix::new(rows, dim, feature_values).expect("rows × dim values"));
     Ok(Scores::new(what, logits, &labels, features)?)
