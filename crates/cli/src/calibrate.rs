@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use ftcal_eval::{
-    CalibrationReport, ClassSplit, PlotMark, Scores, TopK, calibrate, curve_csv, parse_class_list,
-    parse_class_list_lines, plot_seen_unseen, read_scores, summary_table, write_atomic,
+    CalibrationReport, ClassSplit, MeasuredFold, PcvFoldSplit, PlotMark, Scores, TopK, calibrate, curve_csv,
+    parse_class_list, parse_class_list_lines, plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
 /// Arguments of `ftcal calibrate`.
@@ -39,6 +39,17 @@ pub struct CalibrateArgs {
     /// Predict among S ∪ U only (e.g. ImageNet-R's 200 classes of a 1000-way head).
     #[arg(long)]
     exclude_outside: bool,
+
+    /// A PCV fold: the scores of a model fine-tuned on part of S, on the training split, and the classes of
+    /// S it was not fine-tuned on (`FILE:LIST`). Without `:LIST`, the `split.json` beside FILE (as in a
+    /// run's `outputs/pcv/<k>/`). Repeat for each fold; needs --pretrained-train.
+    #[arg(long = "pcv-fold", value_name = "FILE[:LIST]", requires = "pretrained_train")]
+    pcv_folds: Vec<String>,
+
+    /// Scores of the pre-trained model on the training split: PCV's constraint (each fold keeps the
+    /// pre-trained model's accuracy on its pseudo-absent classes).
+    #[arg(long, value_name = "FILE", requires = "pcv_folds")]
+    pretrained_train: Option<PathBuf>,
 
     /// Write the results as JSON, in the shape of a run's summary.json.
     #[arg(long, value_name = "FILE")]
@@ -73,7 +84,11 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
     } else {
         split
     };
-    let report = calibrate(&train, &test, &split)?;
+    let mut report = calibrate(&train, &test, &split)?;
+    if let Some(pretrained) = &args.pretrained_train {
+        let folds = pcv_folds(&args.pcv_folds, &read_scores(pretrained)?, &split)?;
+        report = report.with_pcv(&folds)?;
+    }
 
     println!("{}", describe(&train, &test, &split, &report));
     let summary = report.summary();
@@ -95,6 +110,47 @@ pub fn run(args: &CalibrateArgs) -> Result<()> {
         println!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Measures each `--pcv-fold FILE[:LIST]` against the pre-trained model's training scores.
+fn pcv_folds(
+    arguments: &[String],
+    pretrained_train: &Scores,
+    split: &ClassSplit,
+) -> Result<Vec<MeasuredFold>> {
+    let mut folds = Vec::with_capacity(arguments.len());
+    for argument in arguments {
+        // The class list never holds a ':', a path may.
+        let (file, fold) = match argument.rsplit_once(':') {
+            Some((file, list)) if !Path::new(argument).exists() => {
+                let pseudo_absent = class_list(list, "--pcv-fold")?;
+                let fold = PcvFoldSplit::with_pseudo_absent(split, &pseudo_absent)
+                    .with_context(|| format!("--pcv-fold {argument}"))?;
+                (PathBuf::from(file), fold)
+            }
+            _ => {
+                let file = PathBuf::from(argument);
+                let saved = file.with_file_name("split.json");
+                let text = std::fs::read_to_string(&saved).with_context(|| {
+                    format!(
+                        "--pcv-fold {argument}: no class list given and cannot read {}; write FILE:LIST with the fold's pseudo-absent classes",
+                        saved.display()
+                    )
+                })?;
+                let fold: PcvFoldSplit = serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a PCV fold's split", saved.display()))?;
+                let fold = PcvFoldSplit::with_pseudo_absent(split, &fold.pseudo_absent)
+                    .with_context(|| format!("{}", saved.display()))?;
+                (file, fold)
+            }
+        };
+        let scores = read_scores(&file)?;
+        folds.push(
+            MeasuredFold::new(fold, &scores, pretrained_train, split)
+                .with_context(|| format!("--pcv-fold {argument}"))?,
+        );
+    }
+    Ok(folds)
 }
 
 fn class_list(argument: &str, flag: &str) -> Result<Vec<usize>> {
@@ -142,8 +198,15 @@ fn describe(train: &Scores, test: &Scores, split: &ClassSplit, report: &Calibrat
         out.push_str(&format!(", {} outside both ({role})", split.num_outside()));
     }
     out.push_str(&format!(
-        "\nγ: ALG = {:.4} (training samples of S); oracle γ* = {:.4} (best Acc_Y/Y on the test curve: an upper bound, not a method)\n\n",
-        report.alg.gamma, report.oracle.gamma
+        "\nγ: ALG = {:.4} (training samples of S); ",
+        report.alg.gamma
+    ));
+    if let Some(pcv) = &report.pcv {
+        out.push_str(&format!("PCV = {:.4} (folds on S); ", pcv.gamma));
+    }
+    out.push_str(&format!(
+        "oracle γ* = {:.4} (best Acc_Y/Y on the test curve: an upper bound, not a method)\n\n",
+        report.oracle.gamma
     ));
     let summary = report.summary();
     out.push_str("Top-1 accuracy (%) and AUSUC on the test split\n\n");
@@ -198,6 +261,9 @@ fn plot(report: &CalibrationReport, path: &Path) -> Result<()> {
     };
     mark("γ = 0 (fine-tuned)".into(), &metrics.acc);
     mark(format!("ALG, γ = {:.3}", report.alg.gamma), &report.alg.acc);
+    if let Some(pcv) = &report.pcv {
+        mark(format!("PCV, γ = {:.3}", pcv.gamma), &pcv.acc);
+    }
     mark(
         format!("oracle γ* = {:.3}", report.oracle.gamma),
         &report.oracle.acc,

@@ -202,3 +202,47 @@ fn train_and_test_from_different_heads_are_refused() {
         stderr(&output)
     );
 }
+
+#[test]
+fn pcv_folds_name_their_pseudo_absent_classes_of_s() {
+    let (train, test) = (fixture("train.npz"), fixture("test.safetensors"));
+    // Here any training scores stand in for a fold's model: the fixture has S = 0–5 and U = 6–9.
+    let fold = |spec: &str| {
+        calibrate(
+            &train,
+            &test,
+            "6-9",
+            &["--pretrained-train", &train, "--pcv-fold", spec],
+        )
+    };
+    let output = fold(&format!("{train}:1,4"));
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        text(&output.stdout).contains("PCV = "),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stdout).contains("| fine-tuned + PCV"),
+        "{}",
+        text(&output.stdout)
+    );
+    for (spec, message) in [
+        (
+            format!("{train}:1,7"),
+            "pseudo-absent class 7 is not a fine-tuning class",
+        ),
+        (format!("{train}:0-5"), "needs classes of S on both sides"),
+        (train.clone(), "no class list given and cannot read"),
+    ] {
+        let output = fold(&spec);
+        assert!(!output.status.success(), "{spec} should fail");
+        assert!(stderr(&output).contains(message), "{spec}: {}", stderr(&output));
+    }
+    let output = calibrate(&train, &test, "6-9", &["--pcv-fold", &format!("{train}:1")]);
+    assert!(
+        stderr(&output).contains("--pretrained-train"),
+        "{}",
+        stderr(&output)
+    );
+}

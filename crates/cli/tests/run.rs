@@ -165,6 +165,40 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
     assert_eq!(text(&before), text(&after), "ftcal eval reproduces summary.json");
     assert_eq!(metrics_before, std::fs::read(dir.join("metrics.csv")).unwrap());
 
+    // `ftcal calibrate` on the run's files chooses the same γ by ALG and by PCV, and gives the same test
+    // accuracies: one fold named by its split.json, the other by its class list.
+    let fold_1: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("outputs/pcv/1/split.json")).unwrap()).unwrap();
+    let pseudo_absent: Vec<String> = (fold_1["pseudo_absent"].as_array().unwrap().iter())
+        .map(|class| class.to_string())
+        .collect();
+    let calibrated = temp.path().join("calibrated.json");
+    let file = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let output = ftcal(&[
+        "calibrate",
+        "--train",
+        &file("outputs/train/5.safetensors"),
+        "--test",
+        &file("outputs/test/5.safetensors"),
+        "--absent",
+        "5-9",
+        "--pretrained-train",
+        &file("outputs/train/-1.safetensors"),
+        "--pcv-fold",
+        &file("outputs/pcv/0/train.safetensors"),
+        "--pcv-fold",
+        &format!(
+            "{}:{}",
+            file("outputs/pcv/1/train.safetensors"),
+            pseudo_absent.join(",")
+        ),
+        "--json",
+        calibrated.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let calibrated: Value = serde_json::from_slice(&std::fs::read(&calibrated).unwrap()).unwrap();
+    assert_eq!(calibrated["calibrated"], run["calibrated"], "{calibrated:#}");
+
     // A finished run is not redone.
     let output = ftcal(&[
         "run",

@@ -22,6 +22,7 @@ mod error;
 pub mod gamma;
 pub mod io;
 pub mod ncm;
+pub mod pcv;
 pub mod plot;
 pub mod ranking;
 pub mod report;
@@ -34,6 +35,7 @@ pub use error::{EvalError, describe_io_error};
 pub use gamma::{PcvChoice, PcvFold, PcvFoldChoice, alg_gamma, apply_gamma, pcv_gamma};
 pub use io::{read_scores, write_atomic, write_scores, write_scores_as};
 pub use ncm::NcmProbe;
+pub use pcv::{MeasuredFold, PcvFoldSplit, pcv_choice};
 pub use plot::{EpochSeries, PlotMark, plot_epochs, plot_seen_unseen};
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{

@@ -7,6 +7,7 @@ use crate::classes::ClassSplit;
 use crate::curve::SeenUnseenCurve;
 use crate::gamma::alg_gamma;
 use crate::ncm::NcmProbe;
+use crate::pcv::{MeasuredFold, pcv_choice};
 use crate::ranking::{AccuracyTable, RankedScores};
 use crate::scores::Scores;
 
@@ -229,11 +230,20 @@ pub struct CalibrationReport {
     pub test: ModelEvaluation,
     /// Test accuracies at γ_ALG, computed on the training samples of S.
     pub alg: CalibratedMetrics,
+    /// Test accuracies at γ_PCV, when PCV folds were measured ([`CalibrationReport::with_pcv`]).
+    pub pcv: Option<CalibratedMetrics>,
     /// Test accuracies at the oracle γ\*.
     pub oracle: CalibratedMetrics,
 }
 
 impl CalibrationReport {
+    /// Adds test accuracies at γ_PCV of `folds`, each measured on the training samples of S.
+    pub fn with_pcv(mut self, folds: &[MeasuredFold]) -> Result<Self, EvalError> {
+        let choice = pcv_choice(folds)?;
+        self.pcv = Some(self.test.calibrated(choice.gamma));
+        Ok(self)
+    }
+
     /// The report in `summary.json`'s shape (the model is the fine-tuned one; nothing pre-trained).
     pub fn summary(&self) -> Summary {
         Summary {
@@ -243,7 +253,7 @@ impl CalibrationReport {
             finetuned: Some(self.test.metrics().clone()),
             calibrated: Calibrations {
                 alg: Some(self.alg.clone()),
-                pcv: None,
+                pcv: self.pcv.clone(),
                 oracle: Some(self.oracle.clone()),
             },
         }
@@ -271,6 +281,7 @@ pub fn calibrate(train: &Scores, test: &Scores, split: &ClassSplit) -> Result<Ca
     Ok(CalibrationReport {
         test: evaluation,
         alg,
+        pcv: None,
         oracle,
     })
 }

@@ -149,6 +149,20 @@ impl Scores {
         })
     }
 
+    /// The rows whose label is one of `classes`, without features (PCV judges on the samples of S).
+    pub fn with_labels_in(&self, classes: &[usize]) -> Result<Self, EvalError> {
+        let cols = self.num_classes();
+        let (mut logits, mut labels) = (Vec::new(), Vec::new());
+        for (row, &label) in self.logits.iter_rows().zip(&self.labels) {
+            if classes.contains(&(label as usize)) {
+                logits.extend_from_slice(row);
+                labels.push(i64::from(label));
+            }
+        }
+        let matrix = Matrix::new(labels.len(), cols, logits).expect("rows × cols values");
+        Scores::new(self.origin.clone(), matrix, &labels, None)
+    }
+
     /// The same scores without their features (when only the logits are kept).
     pub fn without_features(mut self) -> Self {
         self.features = None;

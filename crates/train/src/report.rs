@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ftcal_eval::{
-    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, EvalError, Matrix, ModelEvaluation, PcvFold,
-    PlotMark, RankedScores, RunStatus, Scores, SeenUnseenCurve, Summary, Table, TopK, alg_gamma, curve_csv,
-    pcv_gamma, plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
+    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, EvalError, MeasuredFold, ModelEvaluation,
+    PlotMark, RunStatus, Scores, Summary, Table, TopK, alg_gamma, curve_csv, pcv_choice, plot_epochs,
+    plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
 pub use ftcal_eval::Divergence;
@@ -302,20 +302,6 @@ pub enum EpochRows {
     Recomputed,
 }
 
-/// The rows of `scores` whose label satisfies `keep`.
-fn rows_where(scores: &Scores, keep: impl Fn(u32) -> bool) -> Result<Scores, TrainError> {
-    let cols = scores.num_classes();
-    let (mut logits, mut labels) = (Vec::new(), Vec::new());
-    for (row, &label) in scores.logits().iter_rows().zip(scores.labels()) {
-        if keep(label) {
-            logits.extend_from_slice(row);
-            labels.push(i64::from(label));
-        }
-    }
-    let matrix = Matrix::new(labels.len(), cols, logits).expect("rows × cols values");
-    Ok(Scores::new(scores.origin(), matrix, &labels, None)?)
-}
-
 /// PCV's γ from the saved folds, or `None` when not every fold has finished.
 fn pcv(
     dir: &RunDir,
@@ -328,48 +314,27 @@ fn pcv(
     let Some(pretrained_train) = read_output(dir, "train", PRETRAINED_EPOCH)? else {
         return Ok(None);
     };
-    let is_fine_tuning = |label: u32| split.fine_tuning().contains(&(label as usize));
-    let pretrained_s = rows_where(&pretrained_train, is_fine_tuning)?;
-    let mut curves: Vec<(PcvFoldSplit, SeenUnseenCurve, ftcal_eval::ranking::Accuracy)> = Vec::new();
+    let mut folds = Vec::with_capacity(seeds.len());
     for fold in 0..seeds.len() {
         let output = dir.pcv_output(fold);
         if !output.exists() {
             return Ok(None);
         }
         let fold_split: PcvFoldSplit = read_json(&dir.pcv_split(fold))?;
-        // Pseudo-absent classes join the real U; the curve is traced on S's training samples only.
-        let mut absent = fold_split.pseudo_absent.clone();
-        absent.extend_from_slice(split.absent());
-        absent.sort_unstable();
-        let mut fold_classes = ClassSplit::new(split.num_classes(), &fold_split.pseudo_fine_tuning, &absent)?;
-        if !split.outside_compete() {
-            fold_classes = fold_classes.exclude_outside();
-        }
-        let scores = rows_where(&read_scores(&output)?, is_fine_tuning)?;
-        let curve = SeenUnseenCurve::new(&RankedScores::new(
-            scores.logits(),
-            scores.labels(),
-            &fold_classes,
-            1,
-        ));
-        let pretrained = RankedScores::new(pretrained_s.logits(), pretrained_s.labels(), &fold_classes, 1)
-            .accuracy(0.0, 1)
-            .u_y;
-        curves.push((fold_split, curve, pretrained));
+        let fold_scores = read_scores(&output)?;
+        folds.push(MeasuredFold::new(
+            fold_split,
+            &fold_scores,
+            &pretrained_train,
+            split,
+        )?);
     }
-    let folds: Vec<PcvFold<'_>> = curves
-        .iter()
-        .map(|(_, curve, pretrained_absent)| PcvFold {
-            curve,
-            pretrained_absent: *pretrained_absent,
-        })
-        .collect();
-    let choice = pcv_gamma(&folds)?;
-    let reports = curves
-        .iter()
+    let choice = pcv_choice(&folds)?;
+    let reports = folds
+        .into_iter()
         .zip(&choice.folds)
-        .map(|((fold_split, _, _), chosen)| PcvFoldReport {
-            split: fold_split.clone(),
+        .map(|(fold, chosen)| PcvFoldReport {
+            split: fold.split,
             gamma: chosen.point.gamma,
             constraint_met: chosen.constraint_met,
         })

@@ -17,10 +17,10 @@ use std::path::{Path, PathBuf};
 use ftcal_data::ClassSplit;
 use ftcal_eval::io::PARTIAL_SUFFIX;
 use ftcal_eval::write_atomic;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+/// A PCV fold's split of S, saved beside its outputs (`split.json`); the protocol is ftcal-eval's.
+pub use ftcal_eval::PcvFoldSplit;
 
 use crate::TrainError;
 use crate::config::RunConfig;
@@ -377,36 +377,6 @@ impl SavedSplit {
         } else {
             split.exclude_outside()
         })
-    }
-}
-
-/// One PCV fold's split of S, saved beside its outputs (`split.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PcvFoldSplit {
-    /// The fold's seed.
-    pub seed: u64,
-    /// The half of S the fold's model is fine-tuned on.
-    pub pseudo_fine_tuning: Vec<usize>,
-    /// The other half: absent for the fold's model, present in S's training data.
-    pub pseudo_absent: Vec<usize>,
-}
-
-impl PcvFoldSplit {
-    /// A random half of S (rounded down) becomes pseudo-absent.
-    pub fn draw(fine_tuning: &[usize], seed: u64) -> Self {
-        let mut classes = fine_tuning.to_vec();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        classes.shuffle(&mut rng);
-        let absent_count = classes.len() / 2;
-        let mut pseudo_absent = classes[..absent_count].to_vec();
-        let mut pseudo_fine_tuning = classes[absent_count..].to_vec();
-        pseudo_absent.sort_unstable();
-        pseudo_fine_tuning.sort_unstable();
-        Self {
-            seed,
-            pseudo_fine_tuning,
-            pseudo_absent,
-        }
     }
 }
 
