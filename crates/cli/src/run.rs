@@ -176,7 +176,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     match outcome {
         RunOutcome::Completed(report) | RunOutcome::AlreadyDone(report) => {
             println!("{}", report.table);
-            println!("report: {}", dir.join("report.md").display());
+            println!("report: {}", ftcal_train::RunDir::new(&dir).report().display());
             Ok(ExitCode::SUCCESS)
         }
         RunOutcome::Diverged(report) => {
@@ -190,7 +190,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 at.stage,
                 at.epoch,
                 at.iteration,
-                dir.join("summary.json").display()
+                ftcal_train::RunDir::new(&dir).summary().display()
             );
             Ok(ExitCode::from(EXIT_DIVERGED))
         }
@@ -238,7 +238,10 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let report = ftcal_train::evaluate_run(&args.run_dir, EpochRows::Recomputed)
         .map_err(|error| anyhow!("{error}"))?;
     println!("{}", report.table);
-    println!("report: {}", args.run_dir.join("report.md").display());
+    println!(
+        "report: {}",
+        ftcal_train::RunDir::new(&args.run_dir).report().display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
