@@ -241,7 +241,7 @@ impl TrainingSettings {
                 format!("must be in [0, 1], not {fraction}"),
             ));
         }
-        resolved.optimizer = self.optimizer.resolve(&format!("{key}.optimizer"))?;
+        self.optimizer.validate(&format!("{key}.optimizer"))?;
         Ok(resolved)
     }
 

@@ -504,7 +504,7 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
         config_name(&config.backend),
         config.seed,
         config_name(&fine_tuning.method),
-        config_name(&fine_tuning.optimizer.name),
+        config_name(&fine_tuning.optimizer.name()),
         fine_tuning.lr,
         fine_tuning.backbone_multiplier(),
         fine_tuning.epochs,

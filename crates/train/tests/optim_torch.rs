@@ -185,7 +185,7 @@ fn every_optimizer_follows_torch_step_by_step() {
         }
     }
     assert!(failures.is_empty(), "differ from torch: {}", failures.join(", "));
-    let names: Vec<_> = fixture.cases.iter().map(|case| case.settings.name).collect();
+    let names: Vec<_> = fixture.cases.iter().map(|case| case.settings.name()).collect();
     for name in [
         OptimizerName::Sgd,
         OptimizerName::Adam,
