@@ -1,4 +1,4 @@
-//! The device a run's tensors live on, from `backend =` in the config (DESIGN.md, Backends).
+//! The device a run's tensors live on, from `backend =` in the config (docs/design.md §Backends).
 //!
 //! Every device is built explicitly: burn's default device is the first compiled-in backend, which in a
 //! binary with `wgpu` would be the GPU (or, on a machine without one, Mesa's software rasterizer).
@@ -112,7 +112,8 @@ fn init_wgpu() -> Result<Device, String> {
     };
     let name = gpu_name(Backend::Wgpu, &device);
     if name.ends_with("a software adapter)") {
-        // Mesa's lavapipe works but is ~15x slower than flex (DESIGN.md): fine for tests, not runs.
+        // Mesa's lavapipe works but is ~15x slower than flex (docs/design.md §Backends): fine for tests,
+        // not runs.
         eprintln!("note: {name}; training will be far slower than on backend = \"flex\"");
     }
     Ok(device)

@@ -28,7 +28,8 @@ enum Command {
     Run(run::RunArgs),
     /// Recompute every metric and calibration of a run directory from its saved outputs.
     Eval(run::EvalArgs),
-    /// Metrics and post-hoc calibration (ALG, oracle γ*) of saved logits, from ftcal or any framework.
+    /// Metrics and post-hoc calibration (ALG, oracle γ*, and PCV from saved fold outputs) of saved logits,
+    /// from ftcal or any framework.
     Calibrate(calibrate::CalibrateArgs),
     /// Datasets: `ftcal data check CONFIG` loads every image once and reports counts and problems.
     Data(data::DataArgs),

@@ -131,7 +131,7 @@ pub enum TransformSpec {
     Steps(Vec<Step>),
 }
 
-/// The named pipelines: the paper's (PAPER.md §3) and the small-image ones used for Digits-2.
+/// The named pipelines: the paper's (docs/science.md §Protocol) and the small-image ones used for Digits-2.
 pub const PRESETS: [&str; 4] = ["paper_train", "paper_eval", "digits_train", "digits_eval"];
 
 /// The steps of a preset, or `None` for an unknown name.

@@ -47,7 +47,7 @@ impl From<AccuracyTable> for AccuracyPercent {
     }
 }
 
-/// A model's metrics at γ = 0 (the `M` of DESIGN.md's `summary.json`).
+/// A model's metrics at γ = 0 (the `M` of `summary.json`, docs/design.md §summary.json).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelMetrics {
