@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod family;
 pub mod registry;
 pub mod resnet;
 mod settings;
@@ -16,16 +17,35 @@ pub mod weights;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, ParamId};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 pub use error::ModelError;
+pub use family::{Classifier, Family, param_ids};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use settings::ModelSettings;
 pub use vit::{Activation, Vit, VitConfig};
 pub use weights::{LoadOptions, TensorMap, TimmWeights, WeightLoader, WeightWriter};
+
+/// Runs `$body` with `$inner` bound to the family config or module inside `$value`, whichever family it
+/// is; with `map`, wraps the result in the same family's variant of `$to`. The one place that lists the
+/// families.
+macro_rules! each_family {
+    ($value:expr, $enum:ident, $inner:ident => $body:expr) => {
+        match $value {
+            $enum::Resnet($inner) => $body,
+            $enum::Vit($inner) => $body,
+        }
+    };
+    (map $value:expr, $from:ident => $to:ident, $inner:ident => $body:expr) => {
+        match $value {
+            $from::Resnet($inner) => $to::Resnet($body),
+            $from::Vit($inner) => $to::Vit($body),
+        }
+    };
+}
 
 /// A model, fully described: a model TOML file, or `[model]` of a run config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,94 +60,49 @@ pub enum ModelConfig {
 impl ModelConfig {
     /// Checks the sizes; `key` names the config table in errors.
     pub fn validate(&self, key: &str) -> Result<(), ModelError> {
-        match self {
-            ModelConfig::Resnet(config) => config.validate(key),
-            ModelConfig::Vit(config) => config.validate(key),
-        }
+        each_family!(self, ModelConfig, config => config.validate(key))
     }
 
     /// Number of classes of the head.
     pub fn classes(&self) -> usize {
-        match self {
-            ModelConfig::Resnet(config) => config.classes,
-            ModelConfig::Vit(config) => config.classes,
-        }
+        each_family!(self, ModelConfig, config => config.classes())
     }
 
     /// The same model with a head of `classes` classes.
     pub fn with_classes(mut self, classes: usize) -> Self {
-        match &mut self {
-            ModelConfig::Resnet(config) => config.classes = classes,
-            ModelConfig::Vit(config) => config.classes = classes,
-        }
+        each_family!(&mut self, ModelConfig, config => config.set_classes(classes));
         self
     }
 
     /// Input height and width.
     pub fn image_size(&self) -> usize {
-        match self {
-            ModelConfig::Resnet(config) => config.image_size,
-            ModelConfig::Vit(config) => config.image_size,
-        }
+        each_family!(self, ModelConfig, config => config.image_size())
+    }
+
+    /// The same model for inputs of `size`×`size`.
+    pub fn with_image_size(mut self, size: usize) -> Self {
+        each_family!(&mut self, ModelConfig, config => config.set_image_size(size));
+        self
+    }
+
+    /// Whether inputs must be exactly [`ModelConfig::image_size`] (a ViT) rather than any size.
+    pub fn needs_exact_image_size(&self) -> bool {
+        each_family!(self, ModelConfig, config => config.needs_exact_image_size())
     }
 
     /// Size D of the pooled features.
     pub fn feature_dim(&self) -> usize {
-        match self {
-            ModelConfig::Resnet(config) => config.feature_dim(),
-            ModelConfig::Vit(config) => config.embed,
-        }
+        each_family!(self, ModelConfig, config => config.feature_dim())
     }
 
     /// Number of trainable parameters (BatchNorm's running statistics are buffers, not counted).
     pub fn num_params(&self) -> usize {
-        match self {
-            ModelConfig::Resnet(config) => {
-                let norm = |c: usize| 2 * c;
-                let stem_kernel = if config.stem == Stem::Imagenet { 7 } else { 3 };
-                let mut total = 3 * config.stem_width * stem_kernel * stem_kernel + norm(config.stem_width);
-                let mut in_channels = config.stem_width;
-                for (stage, (&blocks, &channels)) in config.layers.iter().zip(&config.channels).enumerate() {
-                    let out = channels * config.block.expansion();
-                    for index in 0..blocks {
-                        let stride = if stage > 0 && index == 0 { 2 } else { 1 };
-                        total += match config.block {
-                            BlockKind::Basic => {
-                                in_channels * channels * 9 + channels * channels * 9 + 2 * norm(channels)
-                            }
-                            BlockKind::Bottleneck => {
-                                in_channels * channels
-                                    + channels * channels * 9
-                                    + channels * out
-                                    + 2 * norm(channels)
-                                    + norm(out)
-                            }
-                        };
-                        if stride != 1 || in_channels != out {
-                            total += in_channels * out + norm(out);
-                        }
-                        in_channels = out;
-                    }
-                }
-                total + in_channels * config.classes + config.classes
-            }
-            ModelConfig::Vit(config) => {
-                let (e, h) = (config.embed, config.hidden());
-                let patch = 3 * config.patch * config.patch * e + if config.pre_norm { 0 } else { e };
-                let tokens = e + (config.num_patches() + 1) * e;
-                let block = 4 * e + (3 * e * e + 3 * e) + (e * e + e) + (e * h + h) + (h * e + e);
-                let norms = 2 * e + if config.pre_norm { 2 * e } else { 0 };
-                patch + tokens + config.depth * block + norms + e * config.classes + config.classes
-            }
-        }
+        each_family!(self, ModelConfig, config => config.num_params())
     }
 
     /// A freshly initialised model.
     pub fn init(&self, device: &Device) -> Model {
-        match self {
-            ModelConfig::Resnet(config) => Model::Resnet(config.init(device)),
-            ModelConfig::Vit(config) => Model::Vit(config.init(device)),
-        }
+        each_family!(map self, ModelConfig => Model, config => config.init(device))
     }
 
     /// Reads a model TOML file (`family = "resnet"` or `"vit"`, then the family's fields).
@@ -159,29 +134,15 @@ pub enum Model {
     Vit(Vit),
 }
 
-struct ParamIds(Vec<ParamId>);
-
-impl ModuleVisitor for ParamIds {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.push(param.id);
-    }
-}
-
 impl Model {
     /// Pooled penultimate features `[B, D]`.
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Model::Resnet(model) => model.features(x),
-            Model::Vit(model) => model.features(x),
-        }
+        each_family!(self, Model, model => model.features(x))
     }
 
     /// The linear head.
     pub fn head(&self) -> &Linear {
-        match self {
-            Model::Resnet(model) => &model.fc,
-            Model::Vit(model) => &model.head,
-        }
+        each_family!(self, Model, model => model.head())
     }
 
     /// Logits `[B, C]` from features `[B, D]`.
@@ -196,50 +157,30 @@ impl Model {
 
     /// The head's key prefix in timm's names (`fc` for ResNet, `head` for ViT).
     pub fn head_prefix(&self) -> &'static str {
-        match self {
-            Model::Resnet(_) => "fc",
-            Model::Vit(_) => "head",
+        fn prefix<C: Classifier>(_: &C) -> &'static str {
+            C::HEAD_PREFIX
         }
+        each_family!(self, Model, model => prefix(model))
     }
 
     /// The same backbone with a fresh head of `classes` classes.
     pub fn with_new_head(self, classes: usize, device: &Device) -> Self {
-        let replace = |head: &Linear| {
-            let [d_in, _] = head.weight.shape().dims();
-            LinearConfig::new(d_in, classes).init(device)
-        };
-        match self {
-            Model::Resnet(mut model) => {
-                model.fc = replace(&model.fc);
-                Model::Resnet(model)
-            }
-            Model::Vit(mut model) => {
-                model.head = replace(&model.head);
-                Model::Vit(model)
-            }
-        }
+        let [d_in, _] = self.head().weight.shape().dims();
+        let head = LinearConfig::new(d_in, classes).init(device);
+        each_family!(map self, Model => Model, model => model.with_head(head))
     }
 
     /// The ids of the trainable parameters of `group` (BatchNorm's running statistics excluded).
     pub fn param_ids(&self, group: ParamGroup) -> Vec<ParamId> {
-        let mut head = ParamIds(Vec::new());
-        self.head().visit(&mut head);
+        let head = param_ids(self.head());
         match group {
-            ParamGroup::Head => head.0,
+            ParamGroup::Head => head,
             ParamGroup::Backbone => {
                 // Burn visits running statistics like parameters; they are buffers, never optimised.
-                let mut buffers = ParamIds(Vec::new());
-                if let Model::Resnet(model) = self {
-                    for norm in model.batch_norms() {
-                        norm.running_mean.visit(&mut buffers);
-                        norm.running_var.visit(&mut buffers);
-                    }
-                }
-                let mut all = ParamIds(Vec::new());
-                self.visit(&mut all);
-                all.0
+                let buffers = each_family!(self, Model, model => model.buffer_ids());
+                param_ids(self)
                     .into_iter()
-                    .filter(|id| !head.0.contains(id) && !buffers.0.contains(id))
+                    .filter(|id| !head.contains(id) && !buffers.contains(id))
                     .collect()
             }
         }
@@ -248,46 +189,19 @@ impl Model {
     /// Stops gradients to the parameters of `group` (linear probing freezes the backbone; the
     /// frozen-classifier method freezes the head).
     pub fn freeze(self, group: ParamGroup) -> Self {
-        match (self, group) {
-            (Model::Resnet(mut model), ParamGroup::Head) => {
-                model.fc = model.fc.freeze();
-                Model::Resnet(model)
+        match group {
+            ParamGroup::Head => {
+                let head = self.head().clone().freeze();
+                each_family!(map self, Model => Model, model => model.with_head(head))
             }
-            (Model::Resnet(model), ParamGroup::Backbone) => Model::Resnet(ResNet {
-                conv1: model.conv1.freeze(),
-                bn1: model.bn1.freeze(),
-                stages: model.stages.freeze(),
-                ..model
-            }),
-            (Model::Vit(mut model), ParamGroup::Head) => {
-                model.head = model.head.freeze();
-                Model::Vit(model)
-            }
-            (Model::Vit(model), ParamGroup::Backbone) => Model::Vit(Vit {
-                patch_embed: model.patch_embed.freeze(),
-                cls_token: model.cls_token.freeze(),
-                pos_embed: model.pos_embed.freeze(),
-                norm_pre: model.norm_pre.freeze(),
-                blocks: model.blocks.freeze(),
-                norm: model.norm.freeze(),
-                ..model
-            }),
+            ParamGroup::Backbone => each_family!(map self, Model => Model, model => model.freeze_backbone()),
         }
     }
 
     /// Sets every BatchNorm's mode: `false` normalises with the running statistics and leaves them
     /// unchanged even while the rest of the model trains (the paper's "frozen BatchNorm" option).
     pub fn with_batch_norm_training(self, training: bool) -> Self {
-        match self {
-            Model::Resnet(mut model) => {
-                for norm in model.batch_norms_mut() {
-                    norm.training = Param::from_bool(training);
-                }
-                Model::Resnet(model)
-            }
-            // timm's ViTs have no BatchNorm.
-            Model::Vit(model) => Model::Vit(model),
-        }
+        each_family!(map self, Model => Model, model => model.with_batch_norm_training(training))
     }
 
     /// Loads timm-named weights; returns whether the model kept its own head (`allow_head_mismatch`).
@@ -298,10 +212,7 @@ impl Model {
         device: &Device,
     ) -> Result<(Self, bool), ModelError> {
         let mut loader = WeightLoader::new(map, device, options, self.head_prefix());
-        let model = match self {
-            Model::Resnet(model) => Model::Resnet(model.load_weights("", &mut loader)),
-            Model::Vit(model) => Model::Vit(model.load_weights("", &mut loader)),
-        };
+        let model = each_family!(map self, Model => Model, model => model.load_weights("", &mut loader));
         let kept_head = loader.finish()?;
         Ok((model, kept_head))
     }
@@ -309,10 +220,7 @@ impl Model {
     /// The model's tensors under timm's names (a state dict timm's `load_state_dict` accepts).
     pub fn to_timm(&self) -> TensorMap {
         let mut writer = WeightWriter::default();
-        match self {
-            Model::Resnet(model) => model.save_weights("", &mut writer),
-            Model::Vit(model) => model.save_weights("", &mut writer),
-        }
+        each_family!(self, Model, model => model.save_weights("", &mut writer));
         writer.map
     }
 

@@ -1,7 +1,7 @@
 //! ResNet in the torchvision / timm layout (v1.5: the stride of a bottleneck is on its 3×3 convolution),
 //! with BatchNorm, and a small-input stem (3×3 convolution, no max-pool) for 32×32 images.
 
-use burn::module::Module;
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
@@ -11,6 +11,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::family::{Classifier, Family, param_ids};
 use crate::weights::{TimmWeights, WeightLoader, WeightWriter, key};
 
 /// A residual block type.
@@ -93,14 +94,12 @@ impl ResNetConfig {
             image_size: 224,
         }
     }
+}
 
-    /// Size of the pooled features: the last stage's channels times the block expansion.
-    pub fn feature_dim(&self) -> usize {
-        self.channels.last().copied().unwrap_or(0) * self.block.expansion()
-    }
+impl Family for ResNetConfig {
+    type Classifier = ResNet;
 
-    /// Checks the sizes; `key` names the config table in errors.
-    pub fn validate(&self, key: &str) -> Result<(), ModelError> {
+    fn validate(&self, key: &str) -> Result<(), ModelError> {
         if self.layers.is_empty() || self.layers.len() != self.channels.len() {
             return Err(ModelError::config(
                 format!("{key}.layers"),
@@ -123,8 +122,63 @@ impl ResNetConfig {
         Ok(())
     }
 
-    /// A freshly initialised model (Kaiming-normal convolutions, BatchNorm at identity, as torchvision).
-    pub fn init(&self, device: &Device) -> ResNet {
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn set_classes(&mut self, classes: usize) {
+        self.classes = classes;
+    }
+
+    fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    fn set_image_size(&mut self, size: usize) {
+        self.image_size = size;
+    }
+
+    fn needs_exact_image_size(&self) -> bool {
+        false
+    }
+
+    /// The last stage's channels times the block expansion.
+    fn feature_dim(&self) -> usize {
+        self.channels.last().copied().unwrap_or(0) * self.block.expansion()
+    }
+
+    fn num_params(&self) -> usize {
+        let norm = |c: usize| 2 * c;
+        let stem_kernel = if self.stem == Stem::Imagenet { 7 } else { 3 };
+        let mut total = 3 * self.stem_width * stem_kernel * stem_kernel + norm(self.stem_width);
+        let mut in_channels = self.stem_width;
+        for (stage, (&blocks, &channels)) in self.layers.iter().zip(&self.channels).enumerate() {
+            let out = channels * self.block.expansion();
+            for index in 0..blocks {
+                let stride = if stage > 0 && index == 0 { 2 } else { 1 };
+                total += match self.block {
+                    BlockKind::Basic => {
+                        in_channels * channels * 9 + channels * channels * 9 + 2 * norm(channels)
+                    }
+                    BlockKind::Bottleneck => {
+                        in_channels * channels
+                            + channels * channels * 9
+                            + channels * out
+                            + 2 * norm(channels)
+                            + norm(out)
+                    }
+                };
+                if stride != 1 || in_channels != out {
+                    total += in_channels * out + norm(out);
+                }
+                in_channels = out;
+            }
+        }
+        total + in_channels * self.classes + self.classes
+    }
+
+    /// Kaiming-normal convolutions and BatchNorm at identity, as torchvision.
+    fn init(&self, device: &Device) -> ResNet {
         let conv = |channels: [usize; 2], kernel: usize, stride: usize| {
             Conv2dConfig::new(channels, [kernel, kernel])
                 .with_stride([stride, stride])
@@ -316,9 +370,12 @@ impl ResNet {
         }
         norms
     }
+}
 
-    /// Pooled penultimate features `[B, D]`.
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+impl Classifier for ResNet {
+    const HEAD_PREFIX: &'static str = "fc";
+
+    fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
         if self.max_pool {
             x = max_pool2d(
@@ -335,6 +392,37 @@ impl ResNet {
         }
         let [batch, channels, _, _] = x.dims();
         adaptive_avg_pool2d(x, [1, 1]).reshape([batch, channels])
+    }
+
+    fn head(&self) -> &Linear {
+        &self.fc
+    }
+
+    fn with_head(self, fc: Linear) -> Self {
+        Self { fc, ..self }
+    }
+
+    fn freeze_backbone(self) -> Self {
+        Self {
+            conv1: self.conv1.freeze(),
+            bn1: self.bn1.freeze(),
+            stages: self.stages.freeze(),
+            ..self
+        }
+    }
+
+    fn buffer_ids(&self) -> Vec<ParamId> {
+        (self.batch_norms().into_iter())
+            .flat_map(|norm| [param_ids(&norm.running_mean), param_ids(&norm.running_var)])
+            .flatten()
+            .collect()
+    }
+
+    fn with_batch_norm_training(mut self, training: bool) -> Self {
+        for norm in self.batch_norms_mut() {
+            norm.training = Param::from_bool(training);
+        }
+        self
     }
 }
 

@@ -37,10 +37,7 @@ impl ModelSettings {
             config = config.with_classes(classes);
         }
         if let Some(size) = self.image_size {
-            match &mut config {
-                ModelConfig::Resnet(resnet) => resnet.image_size = size,
-                ModelConfig::Vit(vit) => vit.image_size = size,
-            }
+            config = config.with_image_size(size);
         }
         config.validate(key)?;
         Ok(config)

@@ -2,7 +2,7 @@
 //! embedding, pre-norm blocks with one fused `qkv` projection, final norm, linear `head`; and the CLIP
 //! image tower's variant (a LayerNorm before the blocks, no patch-embedding bias, optionally QuickGELU).
 
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid, softmax};
@@ -10,6 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::family::{Classifier, Family};
 use crate::weights::{TimmWeights, WeightLoader, WeightWriter, key};
 
 /// The MLP's activation.
@@ -89,9 +90,12 @@ impl VitConfig {
     pub fn hidden(&self) -> usize {
         (self.embed as f64 * self.mlp_ratio) as usize
     }
+}
 
-    /// Checks the sizes; `key` names the config table in errors.
-    pub fn validate(&self, key: &str) -> Result<(), ModelError> {
+impl Family for VitConfig {
+    type Classifier = Vit;
+
+    fn validate(&self, key: &str) -> Result<(), ModelError> {
         if self.patch == 0 || !self.image_size.is_multiple_of(self.patch) {
             return Err(ModelError::config(
                 format!("{key}.patch"),
@@ -116,8 +120,43 @@ impl VitConfig {
         Ok(())
     }
 
-    /// A freshly initialised model (truncated-normal-like std 0.02 weights, as timm).
-    pub fn init(&self, device: &Device) -> Vit {
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn set_classes(&mut self, classes: usize) {
+        self.classes = classes;
+    }
+
+    fn image_size(&self) -> usize {
+        self.image_size
+    }
+
+    fn set_image_size(&mut self, size: usize) {
+        self.image_size = size;
+    }
+
+    /// The position embedding has one entry per patch of an `image_size` input.
+    fn needs_exact_image_size(&self) -> bool {
+        true
+    }
+
+    /// The embedding width (the class token's features).
+    fn feature_dim(&self) -> usize {
+        self.embed
+    }
+
+    fn num_params(&self) -> usize {
+        let (e, h) = (self.embed, self.hidden());
+        let patch = 3 * self.patch * self.patch * e + if self.pre_norm { 0 } else { e };
+        let tokens = e + (self.num_patches() + 1) * e;
+        let block = 4 * e + (3 * e * e + 3 * e) + (e * e + e) + (e * h + h) + (h * e + e);
+        let norms = 2 * e + if self.pre_norm { 2 * e } else { 0 };
+        patch + tokens + self.depth * block + norms + e * self.classes + self.classes
+    }
+
+    /// Normal weights with std 0.02 (timm's truncated normal, untruncated), zero biases.
+    fn init(&self, device: &Device) -> Vit {
         let normal = Initializer::Normal { mean: 0.0, std: 0.02 };
         let linear = |d_in: usize, d_out: usize| {
             LinearConfig::new(d_in, d_out)
@@ -258,9 +297,11 @@ pub struct Vit {
     pub head: Linear,
 }
 
-impl Vit {
-    /// The final class token after the last norm, `[B, D]` (timm's pre-logits with `global_pool='token'`).
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+impl Classifier for Vit {
+    const HEAD_PREFIX: &'static str = "head";
+
+    /// The final class token after the last norm (timm's pre-logits with `global_pool='token'`).
+    fn features(&self, x: Tensor<4>) -> Tensor<2> {
         let patches = self.patch_embed.forward(x);
         let [batch, embed, _, _] = patches.dims();
         let tokens = patches.flatten::<3>(2, 3).swap_dims(1, 2);
@@ -274,6 +315,35 @@ impl Vit {
         }
         let x = self.norm.forward(x);
         x.slice([0..batch, 0..1]).reshape([batch, embed])
+    }
+
+    fn head(&self) -> &Linear {
+        &self.head
+    }
+
+    fn with_head(self, head: Linear) -> Self {
+        Self { head, ..self }
+    }
+
+    fn freeze_backbone(self) -> Self {
+        Self {
+            patch_embed: self.patch_embed.freeze(),
+            cls_token: self.cls_token.freeze(),
+            pos_embed: self.pos_embed.freeze(),
+            norm_pre: self.norm_pre.freeze(),
+            blocks: self.blocks.freeze(),
+            norm: self.norm.freeze(),
+            ..self
+        }
+    }
+
+    /// timm's ViTs have no BatchNorm, so no buffers.
+    fn buffer_ids(&self) -> Vec<ParamId> {
+        Vec::new()
+    }
+
+    fn with_batch_norm_training(self, _training: bool) -> Self {
+        self
     }
 }
 

@@ -160,13 +160,11 @@ impl<'a> Context<'a> {
         let model_config = model_settings.config("model")?;
         let (height, width) = eval_pipeline.output_size();
         let image_size = model_config.image_size() as u32;
-        if let ModelConfig::Vit(_) = model_config
-            && (height != image_size || width != image_size)
-        {
+        if model_config.needs_exact_image_size() && (height != image_size || width != image_size) {
             return Err(TrainError::config(
                 "data.transforms",
                 format!(
-                    "the pipelines produce {height}×{width} images but the ViT takes {0}×{0}; set model.image_size or the transforms",
+                    "the pipelines produce {height}×{width} images but the model takes only {0}×{0}; set model.image_size or the transforms",
                     model_config.image_size()
                 ),
             ));
