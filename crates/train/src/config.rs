@@ -95,7 +95,8 @@ pub struct ScheduleSettings {
     /// `"cosine"` or `"constant"`.
     #[serde(default)]
     pub kind: ScheduleKind,
-    /// Iterations of linear warm-up from 0 before the schedule (default 0, the paper's).
+    /// Iterations of linear warm-up before the schedule (default 0, the paper's): torch's
+    /// `LinearLR(start_factor = 1/(w+1), total_iters = w)`, so that no step has a rate of 0.
     #[serde(default)]
     pub warmup_iterations: usize,
     /// The rate cosine decay ends at, as a fraction of the base rate (default 0).
@@ -114,8 +115,9 @@ impl Default for ScheduleSettings {
 }
 
 impl ScheduleSettings {
-    /// The multiplier of the base rate at `iteration` (0-based) of `total`, as torch's
-    /// `CosineAnnealingLR(T_max = total)` stepped every iteration, after a linear warm-up.
+    /// The multiplier of the base rate at `iteration` (0-based) of `total`: torch's
+    /// `SequentialLR([LinearLR(1/(w+1), total_iters = w), CosineAnnealingLR(T_max = total − w)],
+    /// milestones = [w])` stepped every iteration, for `w` warm-up iterations.
     pub fn factor(&self, iteration: usize, total: usize) -> f64 {
         if iteration < self.warmup_iterations {
             return (iteration + 1) as f64 / (self.warmup_iterations + 1) as f64;
@@ -525,17 +527,39 @@ mod tests {
     }
 
     #[test]
-    fn warm_up_rises_linearly_then_the_schedule_starts() {
+    fn warm_up_is_torchs_linear_lr_then_the_cosine_over_the_rest() {
+        let (warmup, total) = (3, 13);
         let warm = ScheduleSettings {
-            warmup_iterations: 3,
+            warmup_iterations: warmup,
+            min_lr_fraction: 0.1,
             ..ScheduleSettings::default()
         };
-        let factors: Vec<f64> = (0..4).map(|i| warm.factor(i, 13)).collect();
-        assert_eq!(factors, vec![0.25, 0.5, 0.75, 1.0]);
-        assert!(
-            (warm.factor(8, 13) - 0.5).abs() < 1e-12,
-            "cosine over the 10 iterations after warm-up"
-        );
+        // torch's LinearLR in its chainable form: each step multiplies the previous factor by
+        // 1 + (end − start) / (total_iters·start + (i − 1)·(end − start)).
+        let start = 1.0 / (warmup + 1) as f64;
+        let mut torch = start;
+        for iteration in 0..warmup {
+            if iteration > 0 {
+                torch *=
+                    1.0 + (1.0 - start) / (warmup as f64 * start + (iteration - 1) as f64 * (1.0 - start));
+            }
+            assert!(
+                (warm.factor(iteration, total) - torch).abs() < 1e-12,
+                "iteration {iteration}"
+            );
+            assert!(warm.factor(iteration, total) > 0.0, "no step has a rate of 0");
+        }
+        // Then the schedule of a run without warm-up over the remaining iterations.
+        let cosine = ScheduleSettings {
+            min_lr_fraction: 0.1,
+            ..ScheduleSettings::default()
+        };
+        for step in 0..total - warmup {
+            assert_eq!(
+                warm.factor(warmup + step, total),
+                cosine.factor(step, total - warmup)
+            );
+        }
     }
 
     #[test]

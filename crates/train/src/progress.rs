@@ -96,12 +96,17 @@ impl<'a> RunLog<'a> {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS` in UTC, without a date-time dependency.
+/// Now as `YYYY-MM-DD HH:MM:SS` in UTC.
 fn utc_timestamp() -> String {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    utc_time(seconds)
+}
+
+/// `seconds` since 1970-01-01 00:00:00 UTC as `YYYY-MM-DD HH:MM:SS`, without a date-time dependency.
+fn utc_time(seconds: u64) -> String {
     let (days, time) = (seconds / 86_400, seconds % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -126,9 +131,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_have_the_documented_shape() {
-        let stamp = utc_timestamp();
-        assert_eq!(stamp.len(), 19, "{stamp}");
-        assert!(stamp.starts_with("20"), "{stamp}");
+    fn seconds_become_the_civil_date_and_time_in_utc() {
+        for (seconds, expected) in [
+            (0, "1970-01-01 00:00:00"),
+            (951_782_400, "2000-02-29 00:00:00"),
+            (1_796_432_523, "2026-12-05 01:02:03"),
+            (4_107_542_399, "2100-02-28 23:59:59"),
+        ] {
+            assert_eq!(utc_time(seconds), expected, "{seconds}");
+        }
     }
 }

@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ftcal_eval::{
-    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, EvalError, MeasuredFold, ModelEvaluation,
-    PlotMark, RunStatus, Scores, Summary, Table, TopK, alg_gamma, curve_csv, pcv_choice, plot_epochs,
-    plot_seen_unseen, read_scores, summary_table, write_atomic,
+    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, MeasuredFold, ModelEvaluation, PlotMark,
+    RunStatus, Scores, Summary, Table, TopK, alg_gamma, curve_csv, pcv_choice, plot_epochs, plot_seen_unseen,
+    read_scores, summary_table, write_atomic,
 };
 
 pub use ftcal_eval::Divergence;
@@ -439,10 +439,12 @@ pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError
             "{}: seen–unseen curve of the fine-tuned model (test)",
             config.name
         );
-        match plot_seen_unseen(curve, &marks, &title, &dir.curve_plot()) {
-            // A test split without S or U has no curve to draw; the table still stands.
-            Err(EvalError::Plot { .. }) => {}
-            other => other?,
+        // A test split without S or U has no curve to draw; the table still stands. Any other failure
+        // to draw or write the plot is an error like that of any result file.
+        let drawable = (curve.points().iter())
+            .any(|point| point.s_y.percent().is_some() && point.u_y.percent().is_some());
+        if drawable {
+            plot_seen_unseen(curve, &marks, &title, &dir.curve_plot())?;
         }
     }
     if !epochs.is_empty() {

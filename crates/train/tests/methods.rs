@@ -1,7 +1,7 @@
 //! The fine-tuning methods train what they say and nothing else: one epoch of `train_stage` on Digits-2
 //! with a tiny ResNet, comparing every tensor before and after.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Distribution, Tensor};
 use ftcal_data::sources::digits2::digits2_set;
 use ftcal_data::{LoaderSettings, Pipeline, TransformSpec};
 use ftcal_models::{Model, ModelConfig, ParamGroup, TensorMap};
@@ -78,8 +78,11 @@ fn changed(before: &TensorMap, after: &TensorMap, key: &str) -> bool {
     before.tensors[key] != after.tensors[key]
 }
 
+/// The keys of `map` that `keep` selects; never none, so that a loop over them always asserts something.
 fn keys(map: &TensorMap, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    map.tensors.keys().filter(|k| keep(k)).cloned().collect()
+    let keys: Vec<String> = map.tensors.keys().filter(|k| keep(k)).cloned().collect();
+    assert!(!keys.is_empty(), "no key selected among {:?}", map.tensors.keys());
+    keys
 }
 
 const RUNNING: [&str; 2] = ["running_mean", "running_var"];
@@ -107,7 +110,23 @@ fn the_frozen_classifier_keeps_the_head() {
     for key in keys(&before, is_trainable_backbone) {
         assert!(changed(&before, &after, &key), "{key} should change");
     }
-    assert!(!model.param_ids(ParamGroup::Head).is_empty());
+    // The model the stage hands on (to the evaluation, to a resumed epoch) still has its head frozen.
+    let images = Tensor::<4>::random(
+        [2, 3, 32, 32],
+        Distribution::Normal(0.0, 1.0),
+        &model.head().weight.device(),
+    );
+    let grads = model.forward(images).sum().backward();
+    assert!(
+        model.head().weight.grad(&grads).is_none(),
+        "the head gets no gradient"
+    );
+    let backbone = model.param_ids(ParamGroup::Backbone);
+    let ftcal_models::Model::Resnet(resnet) = &model else {
+        unreachable!("the tiny model is a ResNet")
+    };
+    assert!(backbone.contains(&resnet.conv1.weight.id));
+    assert!(resnet.conv1.weight.grad(&grads).is_some(), "the backbone does");
 }
 
 #[test]
