@@ -127,11 +127,15 @@ impl SeenUnseenCurve {
         &self.points[index.min(self.points.len() - 1)]
     }
 
+    /// Whether the samples hold both S and U; without either there is no curve to measure or draw.
+    pub fn is_defined(&self) -> bool {
+        (self.points.first()).is_some_and(|first| first.s_y.total > 0 && first.u_y.total > 0)
+    }
+
     /// Area under the curve of (Acc_{S/Y}, Acc_{U/Y}) as fractions, by the trapezoid rule over the points
-    /// sorted by Acc_{S/Y}; in [0, 1]. `None` when the samples lack S or U (the curve is then undefined).
+    /// sorted by Acc_{S/Y}; in [0, 1]. `None` when the curve is not [defined](Self::is_defined).
     pub fn ausuc(&self) -> Option<f64> {
-        let first = self.points.first()?;
-        if first.s_y.total == 0 || first.u_y.total == 0 {
+        if !self.is_defined() {
             return None;
         }
         // Increasing γ means decreasing Acc_{S/Y}: walking the points backwards sorts them by Acc_{S/Y}.

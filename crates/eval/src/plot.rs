@@ -42,16 +42,16 @@ pub fn plot_seen_unseen(
         path: path.to_owned(),
         message,
     };
+    if !curve.is_defined() {
+        return Err(plot_error(
+            "the test samples lack S or U, so there is no seen–unseen curve to draw".into(),
+        ));
+    }
     let points: Vec<(f64, f64)> = curve
         .points()
         .iter()
         .filter_map(|p| Some((p.s_y.percent()?, p.u_y.percent()?)))
         .collect();
-    if points.is_empty() {
-        return Err(plot_error(
-            "the test samples lack S or U, so there is no seen–unseen curve to draw".into(),
-        ));
-    }
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw(&mut buffer, &points, marks, title).map_err(plot_error)?;

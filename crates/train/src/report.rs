@@ -441,9 +441,7 @@ pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError
         );
         // A test split without S or U has no curve to draw; the table still stands. Any other failure
         // to draw or write the plot is an error like that of any result file.
-        let drawable = (curve.points().iter())
-            .any(|point| point.s_y.percent().is_some() && point.u_y.percent().is_some());
-        if drawable {
+        if curve.is_defined() {
             plot_seen_unseen(curve, &marks, &title, &dir.curve_plot())?;
         }
     }
