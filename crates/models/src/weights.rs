@@ -460,9 +460,19 @@ impl TimmWeights for Linear {
     fn load_weights(mut self, prefix: &str, loader: &mut WeightLoader<'_>) -> Self {
         let [d_in, d_out] = self.weight.shape().dims();
         if let Some(values) = loader.take(&key(prefix, "weight"), &[d_out, d_in]) {
-            let torch_layout: Tensor<2> =
-                Tensor::from_data(TensorData::new(values, [d_out, d_in]), loader.device());
-            self.weight = Param::from_tensor(torch_layout.transpose());
+            // Transposed on the host, not as a strided view: a trained weight is contiguous in burn's
+            // layout, and a matmul over a view sums in another order (1 ulp apart), so a model reloaded
+            // from its own weights (LOLSGD's rounds, WiSE-FT) would not compute what it computed.
+            let mut burn_layout = vec![0f32; values.len()];
+            for (row, chunk) in values.chunks_exact(d_in).enumerate() {
+                for (column, value) in chunk.iter().enumerate() {
+                    burn_layout[column * d_out + row] = *value;
+                }
+            }
+            self.weight = Param::from_tensor(Tensor::from_data(
+                TensorData::new(burn_layout, [d_in, d_out]),
+                loader.device(),
+            ));
         }
         self.bias = self.bias.map(|bias| loader.param(&key(prefix, "bias"), bias));
         self
