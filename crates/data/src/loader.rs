@@ -165,6 +165,27 @@ impl Batch {
         [self.len(), 3, self.height, self.width]
     }
 
+    /// The images whose label is one of `classes`, in their order (LOLSGD leaves classes out of a batch).
+    pub fn restricted_to(self, classes: &[usize]) -> Batch {
+        if self.labels.iter().all(|label| classes.contains(label)) {
+            return self;
+        }
+        let pixels = 3 * self.height * self.width;
+        let kept: Vec<usize> = (0..self.len())
+            .filter(|&row| classes.contains(&self.labels[row]))
+            .collect();
+        Batch {
+            images: (kept.iter())
+                .flat_map(|&row| self.images[row * pixels..(row + 1) * pixels].iter().copied())
+                .collect(),
+            labels: kept.iter().map(|&row| self.labels[row]).collect(),
+            indices: kept.iter().map(|&row| self.indices[row]).collect(),
+            height: self.height,
+            width: self.width,
+            skipped: self.skipped,
+        }
+    }
+
     /// The images as a float tensor `[B, 3, H, W]` and the labels as an integer tensor `[B]` on `device`.
     pub fn to_tensors(&self, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
         let images = Tensor::<4>::from_data(TensorData::new(self.images.clone(), self.shape()), device);
