@@ -297,6 +297,122 @@ fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
     assert_same_run(uninterrupted(), &dir);
 }
 
+/// Holistic Transfer with every part on, no source stage: 2 epochs of 6 iterations, each epoch one LOLSGD
+/// round of 2 copies × 3 steps.
+fn tiny_holistic_transfer_config(dir: &Path) -> PathBuf {
+    let arch = workspace().join("configs/models/resnet_digits.toml");
+    let config = format!(
+        r#"name = "tiny-ht"
+seed = 5
+
+[model]
+arch = "{}"
+
+[data.target]
+kind = "digits2"
+domain = "optdigits"
+
+[data.classes]
+fine_tuning = [0, 1, 2, 3, 4]
+
+[data.transforms]
+train = "digits_train"
+eval = "digits_eval"
+
+[fine_tuning]
+method = "holistic_transfer"
+epochs = 2
+iterations_per_epoch = 6
+batch_size = 32
+lr = 0.05
+
+[fine_tuning.lolsgd]
+copies = 2
+local_steps = 3
+
+[fine_tuning.rank_regularization]
+
+[fine_tuning.ensemble]
+kind = "weights"
+
+[eval]
+batch_size = 500
+calibration = ["alg", "oracle"]
+"#,
+        arch.display()
+    );
+    let path = dir.join("tiny-ht.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+/// A stop inside a LOLSGD round saves the round (the weights its copies start from, the sum of those
+/// finished) with the checkpoint; the resumed run, killed again in the next round, ends with exactly the
+/// files of an uninterrupted run.
+#[test]
+fn a_run_stopped_inside_a_lolsgd_round_resumes_to_the_uninterrupted_runs_files() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = tiny_holistic_transfer_config(temp.path());
+    let expected = temp.path().join("uninterrupted");
+    let finished = run(&config, &expected, &[], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+
+    let dir = temp.path().join("interrupted");
+    // Held before iteration 5 of epoch 0: the run takes it, then stops with copy 1 two steps in.
+    let finished = run(
+        &config,
+        &dir,
+        &[],
+        Some(("fine_tuning iteration#5", Ending::Terminate)),
+    );
+    assert_eq!(finished.status.code(), Some(143), "{}", finished.describe());
+    assert!(
+        finished
+            .stderr
+            .contains("fine_tuning in epoch 0 after iteration 5/6"),
+        "{}",
+        finished.describe()
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("checkpoints/fine_tuning/state.json")).unwrap())
+            .unwrap();
+    let round = &state["lolsgd_round"];
+    assert_eq!(round["copies_summed"], 1, "{state:#}");
+    for file in [&round["start_file"], &round["sum_file"]] {
+        let file = file.as_str().unwrap();
+        assert!(dir.join("checkpoints/fine_tuning").join(file).exists(), "{file}");
+    }
+    // Resumed inside the round, then killed inside epoch 1's round (before its second iteration).
+    let finished = run(
+        &config,
+        &dir,
+        &[],
+        Some(("fine_tuning iteration#3", Ending::Kill)),
+    );
+    killed_by(&finished, libc::SIGKILL);
+    assert!(
+        finished.stderr.contains("resuming at epoch 0, iteration 5/6"),
+        "{}",
+        finished.describe()
+    );
+    let finished = run(&config, &dir, &[], None);
+    assert!(finished.status.success(), "{}", finished.describe());
+    assert_same_run(&expected, &dir);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["method"]["holistic_transfer_parts"],
+        serde_json::json!([
+            "frozen_classifier",
+            "lolsgd",
+            "distillation",
+            "rank_regularization",
+            "ensemble_weights"
+        ]),
+        "{summary:#}"
+    );
+}
+
 /// A full disk stops the run with an error naming the file; every earlier checkpoint stays, and once
 /// there is space the same command finishes the run as if nothing had happened.
 #[test]

@@ -39,8 +39,8 @@ pub use pcv::{MeasuredFold, PcvFoldSplit, pcv_choice};
 pub use plot::{EpochSeries, PlotMark, plot_epochs, plot_seen_unseen};
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{
-    AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, Divergence, ModelEvaluation,
-    ModelMetrics, RunStatus, Summary, TOP5, calibrate,
+    AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, Divergence, FineTuningMethod,
+    ModelEvaluation, ModelMetrics, RunStatus, Summary, TOP5, calibrate,
 };
 pub use scores::{Matrix, Precision, Scores};
 pub use table::{Table, TopK, curve_csv, summary_table};

@@ -112,14 +112,32 @@ pub struct Divergence {
     pub iteration: usize,
 }
 
+/// How a run fine-tuned: the config's `fine_tuning.method` and the Holistic Transfer parts it ran.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FineTuningMethod {
+    /// `full`, `frozen_classifier`, `linear_probe` or `holistic_transfer`.
+    pub name: String,
+    /// `frozen_classifier`, `lolsgd`, `distillation`, `rank_regularization`, `ensemble_logits`,
+    /// `ensemble_weights`: those the run used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holistic_transfer_parts: Vec<String>,
+    /// `HT-style (ftcal)` when a part of Holistic Transfer ran (none is a confirmed reproduction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+}
+
 /// `summary.json`: `{"pretrained": M, "finetuned": M, "calibrated": {"alg": C, "pcv": C, "oracle": C}}`,
-/// with a run's `status` (and `diverged`, where it stopped) when it comes from `ftcal run`.
+/// with a run's `status` (and `diverged`, where it stopped) and `method` when it comes from `ftcal run`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Summary {
     /// How the run ended; absent for a run still in progress and for `ftcal calibrate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
+    /// How the run fine-tuned; absent for `ftcal calibrate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<FineTuningMethod>,
     /// Where the loss became NaN or infinite, when `status` is `diverged`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<Divergence>,
@@ -248,6 +266,7 @@ impl CalibrationReport {
     pub fn summary(&self) -> Summary {
         Summary {
             status: None,
+            method: None,
             diverged: None,
             pretrained: None,
             finetuned: Some(self.test.metrics().clone()),

@@ -220,6 +220,7 @@ mod tests {
     fn summary() -> Summary {
         Summary {
             status: None,
+            method: None,
             diverged: None,
             pretrained: None,
             finetuned: Some(ModelMetrics {

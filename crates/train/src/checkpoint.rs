@@ -17,6 +17,7 @@ use ftcal_models::{LoadOptions, Model, ModelConfig, TensorMap};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::holistic::lolsgd::Round;
 use crate::optim::Optimizer;
 use crate::run_dir::{io_error, read_json, write_json};
 
@@ -61,6 +62,21 @@ pub struct TrainingState {
     /// The optimizer state's file in the checkpoint folder (empty likewise).
     #[serde(default = "legacy_optimizer_file")]
     pub optimizer_file: String,
+    /// The LOLSGD round in progress when the stage stopped inside one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lolsgd_round: Option<RoundFiles>,
+}
+
+/// The files of a LOLSGD round in progress (see [`crate::holistic::lolsgd::Round`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundFiles {
+    /// The snapshot each copy of the round starts from.
+    pub start_file: String,
+    /// The sum of the finished copies' snapshots, when a copy has finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sum_file: Option<String>,
+    /// How many copies the sum holds.
+    pub copies_summed: usize,
 }
 
 // Checkpoints written before the files were numbered.
@@ -82,6 +98,7 @@ impl TrainingState {
             partial_epoch: None,
             model_file: String::new(),
             optimizer_file: String::new(),
+            lolsgd_round: None,
         }
     }
 }
@@ -113,37 +130,68 @@ impl Checkpoint {
         })
     }
 
-    /// Saves a checkpoint at `state` (whose file names it sets): the new model and optimizer files first,
-    /// then `state.json`, then the previous checkpoint's files go.
+    /// Saves a checkpoint at `state` (whose file names it sets): the new model and optimizer files (and a
+    /// LOLSGD `round` in progress) first, then `state.json`, then the previous checkpoint's files go.
     pub fn save(
         &self,
         model: &Model,
         config: &ModelConfig,
         optimizer: &Optimizer,
         order: &[ParamId],
+        round: Option<&Round>,
         state: &mut TrainingState,
     ) -> Result<(), TrainError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
-        state.model_file = format!("model-{}.safetensors", state.iterations_done);
-        state.optimizer_file = format!("optimizer-{}.safetensors", state.iterations_done);
+        let at = state.iterations_done;
+        state.model_file = format!("model-{at}.safetensors");
+        state.optimizer_file = format!("optimizer-{at}.safetensors");
         model.save(config, &self.dir.join(&state.model_file))?;
         optimizer
             .state(order)
             .write_safetensors(&self.dir.join(&state.optimizer_file), BTreeMap::new())?;
+        state.lolsgd_round = match round {
+            None => None,
+            Some(round) => {
+                let start_file = format!("lolsgd-start-{at}.safetensors");
+                round
+                    .start
+                    .write_safetensors(&self.dir.join(&start_file), BTreeMap::new())?;
+                let sum_file = match &round.sum {
+                    None => None,
+                    Some(sum) => {
+                        let file = format!("lolsgd-sum-{at}.safetensors");
+                        sum.write_safetensors(&self.dir.join(&file), BTreeMap::new())?;
+                        Some(file)
+                    }
+                };
+                Some(RoundFiles {
+                    start_file,
+                    sum_file,
+                    copies_summed: round.copies_summed,
+                })
+            }
+        };
         write_json(&self.state_path(), state)?;
         self.remove_unreferenced(state)
     }
 
-    /// Removes model and optimizer files that `state` does not name: the previous checkpoint's, or new
-    /// ones whose `state.json` a killed process never wrote.
+    /// Removes model, optimizer and LOLSGD files that `state` does not name: the previous checkpoint's, or
+    /// new ones whose `state.json` a killed process never wrote.
     fn remove_unreferenced(&self, state: &TrainingState) -> Result<(), TrainError> {
+        let mut referenced = vec![state.model_file.as_str(), state.optimizer_file.as_str()];
+        if let Some(round) = &state.lolsgd_round {
+            referenced.push(&round.start_file);
+            referenced.extend(round.sum_file.as_deref());
+        }
         let entries = std::fs::read_dir(&self.dir).map_err(|e| io_error(&self.dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| io_error(&self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let checkpoint_file = (name.starts_with("model") || name.starts_with("optimizer"))
+            let checkpoint_file = ["model", "optimizer", "lolsgd"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
                 && name.ends_with(".safetensors");
-            if checkpoint_file && name != state.model_file && name != state.optimizer_file {
+            if checkpoint_file && !referenced.contains(&name.as_str()) {
                 let path = entry.path();
                 std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
             }
@@ -157,16 +205,18 @@ impl Checkpoint {
         let Some(mut state) = self.state()? else {
             return Ok(());
         };
-        if !state.model_file.is_empty() || !state.optimizer_file.is_empty() {
+        if !state.model_file.is_empty() || !state.optimizer_file.is_empty() || state.lolsgd_round.is_some() {
             state.model_file.clear();
             state.optimizer_file.clear();
+            state.lolsgd_round = None;
             write_json(&self.state_path(), &state)?;
         }
         self.remove_unreferenced(&state)
     }
 
     /// Loads the checkpointed weights into `model` (built with the same config) and the optimizer state
-    /// into `optimizer`; `order` is `model`'s parameter order after loading.
+    /// into `optimizer`; `order` is `model`'s parameter order after loading. Also returns the LOLSGD round
+    /// the stage stopped inside, if any.
     pub fn restore(
         &self,
         state: &TrainingState,
@@ -174,7 +224,7 @@ impl Checkpoint {
         optimizer: &mut Optimizer,
         order: impl Fn(&Model) -> Vec<ParamId>,
         device: &Device,
-    ) -> Result<Model, TrainError> {
+    ) -> Result<(Model, Option<Round>), TrainError> {
         if state.model_file.is_empty() {
             return Err(TrainError::file(
                 &self.dir,
@@ -186,7 +236,17 @@ impl Checkpoint {
         let optimizer_state = TensorMap::read(&self.dir.join(&state.optimizer_file))?;
         optimizer.load_state(&optimizer_state, &order(&model), device)?;
         optimizer.check_state(&model)?;
-        Ok(model)
+        let round = match &state.lolsgd_round {
+            None => None,
+            Some(files) => Some(Round {
+                start: TensorMap::read(&self.dir.join(&files.start_file))?,
+                sum: (files.sum_file.as_ref())
+                    .map(|file| TensorMap::read(&self.dir.join(file)))
+                    .transpose()?,
+                copies_summed: files.copies_summed,
+            }),
+        };
+        Ok((model, round))
     }
 
     /// The folder.

@@ -21,6 +21,10 @@ use ftcal_data::DataConfig;
 use ftcal_models::ModelSettings;
 
 use crate::TrainError;
+use crate::holistic::distillation::DistillationSettings;
+use crate::holistic::ensemble::EnsembleSettings;
+use crate::holistic::lolsgd::LolsgdSettings;
+use crate::holistic::rank::RankRegularizationSettings;
 use crate::optim::OptimizerSettings;
 
 /// A config enum's name as written in the config (`"sgd"`, `"linear_probe"`), for messages.
@@ -75,6 +79,16 @@ pub enum Method {
     FrozenClassifier,
     /// Only the head trains; the backbone, BatchNorm statistics included, stays as it was.
     LinearProbe,
+    /// Holistic Transfer, HT-style (ftcal): the frozen classifier with LOLSGD and absent-class
+    /// distillation enabled, each with its table's defaults unless the table says otherwise.
+    HolisticTransfer,
+}
+
+impl Method {
+    /// Whether the head keeps its pre-trained weights.
+    pub fn freezes_head(self) -> bool {
+        matches!(self, Method::FrozenClassifier | Method::HolisticTransfer)
+    }
 }
 
 /// The learning-rate schedules, stepped every iteration.
@@ -138,7 +152,8 @@ impl ScheduleSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingSettings {
-    /// `"full"`, `"frozen_classifier"` or `"linear_probe"` (fine-tuning only; the source stage is full).
+    /// `"full"`, `"frozen_classifier"`, `"linear_probe"` or `"holistic_transfer"` (fine-tuning only; the
+    /// source stage is full).
     #[serde(default)]
     pub method: Method,
     /// Epochs.
@@ -166,6 +181,18 @@ pub struct TrainingSettings {
     /// Clip gradients to this global L2 norm, as `torch.nn.utils.clip_grad_norm_`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_clip_norm: Option<f64>,
+    /// `[fine_tuning.lolsgd]`: Holistic Transfer's leave-out local SGD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lolsgd: Option<LolsgdSettings>,
+    /// `[fine_tuning.distillation]`: distillation of the source model on the absent classes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distillation: Option<DistillationSettings>,
+    /// `[fine_tuning.rank_regularization]`: a reward for the rank of the batch's features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rank_regularization: Option<RankRegularizationSettings>,
+    /// `[fine_tuning.ensemble]`: evaluation combines the fine-tuned and the source model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleSettings>,
 }
 
 fn default_batch_size() -> usize {
@@ -244,7 +271,81 @@ impl TrainingSettings {
             ));
         }
         self.optimizer.validate(&format!("{key}.optimizer"))?;
+        let parts = [
+            ("lolsgd", self.lolsgd.is_some()),
+            ("distillation", self.distillation.is_some()),
+            ("rank_regularization", self.rank_regularization.is_some()),
+            ("ensemble", self.ensemble.is_some()),
+        ];
+        if stage == Stage::Source
+            && let Some((part, _)) = parts.iter().find(|(_, set)| *set)
+        {
+            return Err(TrainError::config(
+                format!("{key}.{part}"),
+                "Holistic Transfer's parts are fine-tuning options",
+            ));
+        }
+        if self.method == Method::HolisticTransfer {
+            resolved.lolsgd.get_or_insert_with(LolsgdSettings::default);
+            resolved
+                .distillation
+                .get_or_insert_with(DistillationSettings::default);
+        }
+        if let Some(lolsgd) = &resolved.lolsgd {
+            lolsgd.validate(&format!("{key}.lolsgd"))?;
+        }
+        if let Some(distillation) = &resolved.distillation {
+            distillation.validate(&format!("{key}.distillation"))?;
+        }
+        if let Some(rank) = &resolved.rank_regularization {
+            rank.validate(&format!("{key}.rank_regularization"))?;
+        }
+        if let Some(ensemble) = &resolved.ensemble {
+            ensemble.validate(&format!("{key}.ensemble"))?;
+        }
         Ok(resolved)
+    }
+
+    /// LOLSGD's settings when it runs.
+    pub fn active_lolsgd(&self) -> Option<&LolsgdSettings> {
+        self.lolsgd.as_ref().filter(|part| part.enabled)
+    }
+
+    /// Distillation's settings when it runs.
+    pub fn active_distillation(&self) -> Option<&DistillationSettings> {
+        self.distillation.as_ref().filter(|part| part.enabled)
+    }
+
+    /// The rank regulariser's settings when it runs.
+    pub fn active_rank_regularization(&self) -> Option<&RankRegularizationSettings> {
+        self.rank_regularization.as_ref().filter(|part| part.enabled)
+    }
+
+    /// The ensemble's settings when evaluation uses it.
+    pub fn active_ensemble(&self) -> Option<&EnsembleSettings> {
+        self.ensemble.as_ref().filter(|part| part.enabled)
+    }
+
+    /// The Holistic Transfer parts the stage runs, by their config names (`ensemble_logits` and
+    /// `ensemble_weights` for the two kinds of ensemble); the frozen classifier first.
+    pub fn holistic_transfer_parts(&self) -> Vec<String> {
+        let mut parts = Vec::new();
+        if self.method.freezes_head() {
+            parts.push("frozen_classifier".to_string());
+        }
+        if self.active_lolsgd().is_some() {
+            parts.push("lolsgd".into());
+        }
+        if self.active_distillation().is_some() {
+            parts.push("distillation".into());
+        }
+        if self.active_rank_regularization().is_some() {
+            parts.push("rank_regularization".into());
+        }
+        if let Some(ensemble) = self.active_ensemble() {
+            parts.push(format!("ensemble_{}", config_name(&ensemble.kind)));
+        }
+        parts
     }
 
     /// The backbone's learning rate multiplier (after [`TrainingSettings::resolve`]).

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod disk;
 pub mod error;
+pub mod holistic;
 pub mod interrupt;
 pub mod optim;
 pub mod outputs;

@@ -12,6 +12,8 @@
 //! clone of the pre-trained model would change the model the PCV folds start from, and only in a process
 //! that had also run the fine-tuning.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
@@ -23,6 +25,7 @@ use crate::TrainError;
 use crate::checkpoint::Checkpoint;
 use crate::config::{CalibrationMethod, EvalSplit, FeatureEpochs, RunConfig, TrainingSettings, config_name};
 use crate::disk::{DiskUse, RunSizes};
+use crate::holistic::ensemble::EnsembleKind;
 use crate::outputs::{evaluation_loader, predict};
 use crate::progress::{Observer, RunLog};
 use crate::report::{self, EpochRows, RunReport};
@@ -121,6 +124,8 @@ struct Context<'a> {
     eval_loaders: EvalLoaders,
     model_settings: ModelSettings,
     model_config: ModelConfig,
+    /// The pre-trained model's outputs on each evaluation loader (by address), for a logit ensemble.
+    source_scores: RefCell<HashMap<usize, Scores>>,
 }
 
 struct EvalLoaders {
@@ -203,6 +208,7 @@ impl<'a> Context<'a> {
             eval_loaders,
             model_settings,
             model_config,
+            source_scores: RefCell::default(),
         })
     }
 
@@ -315,6 +321,48 @@ impl<'a> Context<'a> {
         Ok(scores.rounded_to(self.config.eval.save.dtype)?)
     }
 
+    /// A fine-tuned `model`'s outputs as the run saves them: combined with the source model's when
+    /// `[fine_tuning.ensemble]` is on (every metric and calibration then sees the ensemble).
+    fn predict_fine_tuned(
+        &self,
+        model: &Model,
+        loader: &Loader,
+        features: bool,
+        what: &str,
+        log: &mut RunLog<'_>,
+    ) -> Result<Scores, TrainError> {
+        let Some(ensemble) = self.config.fine_tuning.active_ensemble() else {
+            return self.predict(model, loader, features, what, log);
+        };
+        match ensemble.kind {
+            EnsembleKind::Logits => {
+                let fine_tuned = predict(model, loader, features, self.device, what, log)?;
+                let source = self.source_scores(loader, what, log)?;
+                let combined = ensemble.combine_logits(fine_tuned, &source)?;
+                Ok(combined.rounded_to(self.config.eval.save.dtype)?)
+            }
+            EnsembleKind::Weights => {
+                let weights = ensemble.combine_weights(&model.to_timm(), &self.pretrained_model()?.to_timm());
+                let (combined, _) =
+                    self.initial_model()?
+                        .load_timm(&weights, Default::default(), &self.training_device)?;
+                self.predict(&combined, loader, features, what, log)
+            }
+        }
+    }
+
+    /// The pre-trained model's outputs on the images of `loader`, computed once per loader.
+    fn source_scores(&self, loader: &Loader, what: &str, log: &mut RunLog<'_>) -> Result<Scores, TrainError> {
+        let key = std::ptr::from_ref(loader) as usize;
+        if let Some(scores) = self.source_scores.borrow().get(&key) {
+            return Ok(scores.clone());
+        }
+        let what = format!("{what}, source model for the ensemble");
+        let scores = predict(&self.pretrained_model()?, loader, false, self.device, &what, log)?;
+        self.source_scores.borrow_mut().insert(key, scores.clone());
+        Ok(scores)
+    }
+
     /// Whether the outputs of `epoch` keep their features on disk.
     fn keeps_features(&self, epoch: i64) -> bool {
         match self.config.eval.save.features {
@@ -378,7 +426,12 @@ impl<'a> Context<'a> {
                         format!("{}, epoch {epoch}", split.name())
                     };
                     let loader = self.eval_loader(split);
-                    self.predict(model, loader, self.config.eval.ncm, &what, log)?
+                    let features = self.config.eval.ncm;
+                    if epoch == PRETRAINED_EPOCH {
+                        self.predict(model, loader, features, &what, log)?
+                    } else {
+                        self.predict_fine_tuned(model, loader, features, &what, log)?
+                    }
                 }
             };
             outputs.push((split, saved, scores));
@@ -417,15 +470,21 @@ impl<'a> Context<'a> {
         Ok(())
     }
 
+    /// A training stage of `settings` on `set`, whose classes are `classes`; a stage that distils gets the
+    /// pre-trained model, built anew.
     fn job<'b>(
         &'b self,
         name: &str,
         settings: &'b TrainingSettings,
-        set: ImageSet,
+        (set, classes): (ImageSet, Vec<usize>),
         seed: u64,
         stop: Option<usize>,
-    ) -> StageJob<'b> {
-        StageJob {
+    ) -> Result<StageJob<'b>, TrainError> {
+        let source_model = match settings.active_distillation() {
+            Some(_) => Some(self.pretrained_model()?),
+            None => None,
+        };
+        Ok(StageJob {
             name: name.to_string(),
             settings,
             train_set: set,
@@ -435,7 +494,9 @@ impl<'a> Context<'a> {
             checkpoint: Checkpoint::new(self.dir.checkpoint(name)),
             model_config: &self.model_config,
             stop_after_epoch: stop,
-        }
+            fine_tuning_classes: classes,
+            source_model,
+        })
     }
 
     /// Runs a training stage: the trained model, or where its loss diverged.
@@ -502,7 +563,14 @@ impl<'a> Context<'a> {
             source.train.len(),
             source.num_classes
         ));
-        let job = self.job("source", settings, source.train.clone(), self.config.seed, None);
+        let all_classes = (0..self.model_config.classes()).collect();
+        let job = self.job(
+            "source",
+            settings,
+            (source.train.clone(), all_classes),
+            self.config.seed,
+            None,
+        )?;
         let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
         let model = match self.train(job, self.initial_model()?, log, no_evaluation)? {
             Ok(model) => model,
@@ -554,19 +622,28 @@ impl<'a> Context<'a> {
             return self.finished("fine_tuning");
         }
         let settings = &self.config.fine_tuning;
+        let parts = settings.holistic_transfer_parts();
         log.message(&format!(
-            "fine-tuning (method {}) on {} images of S for {} epochs",
+            "fine-tuning (method {}{}) on {} images of S for {} epochs",
             config_name(&settings.method),
+            if parts.is_empty() {
+                String::new()
+            } else {
+                format!(": {}, {}", parts.join(" + "), crate::holistic::LABEL)
+            },
             self.data.fine_tuning_train.len(),
             settings.epochs
         ));
         let job = self.job(
             "fine_tuning",
             settings,
-            self.data.fine_tuning_train.clone(),
+            (
+                self.data.fine_tuning_train.clone(),
+                self.data.split.fine_tuning().to_vec(),
+            ),
             self.config.seed,
             options.stop_after_epoch,
-        );
+        )?;
         let every = self.config.eval.every;
         let last = settings.epochs - 1;
         let mut after_epoch = |epoch: usize, model: &Model, log: &mut RunLog<'_>| {
@@ -612,14 +689,15 @@ impl<'a> Context<'a> {
             ));
             // Each fold's batches differ from the main run's and from the other folds'.
             let fold_seed = self.config.seed ^ (0x7063_7600 + fold as u64);
-            let job = self.job(&name, &fold_settings, set, fold_seed, None);
+            let classes = fold_split.pseudo_fine_tuning.clone();
+            let job = self.job(&name, &fold_settings, (set, classes), fold_seed, None)?;
             let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
             let model = match self.train(job, self.pretrained_model()?, log, no_evaluation)? {
                 Ok(model) => model,
                 Err(divergence) => return Ok(Some(divergence)),
             };
             // PCV's choice of γ reads the logits only.
-            let scores = self.predict(
+            let scores = self.predict_fine_tuned(
                 &model,
                 &self.eval_loaders.fine_tuning_train,
                 false,

@@ -10,9 +10,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use ftcal_eval::{
-    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, MeasuredFold, ModelEvaluation, PlotMark,
-    RunStatus, Scores, Summary, Table, TopK, alg_gamma, curve_csv, pcv_choice, plot_epochs, plot_seen_unseen,
-    read_scores, summary_table, write_atomic,
+    AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, FineTuningMethod, MeasuredFold,
+    ModelEvaluation, PlotMark, RunStatus, Scores, Summary, Table, TopK, alg_gamma, curve_csv, pcv_choice,
+    plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
 pub use ftcal_eval::Divergence;
@@ -356,6 +356,12 @@ pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError
     };
     let earlier = read_summary(dir)?;
     let mut summary = Summary::default();
+    let parts = config.fine_tuning.holistic_transfer_parts();
+    summary.method = Some(FineTuningMethod {
+        name: config_name(&config.fine_tuning.method),
+        label: (!parts.is_empty()).then(|| crate::holistic::LABEL.to_string()),
+        holistic_transfer_parts: parts,
+    });
     if let Some((pretrained, _)) = evaluate_epoch(dir, PRETRAINED_EPOCH, &split)? {
         summary.pretrained = Some(pretrained.metrics().clone());
     }
@@ -499,11 +505,15 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
     let fine_tuning = &config.fine_tuning;
     let _ = writeln!(
         out,
-        "Model `{}`, backend `{}`, seed {}. Fine-tuning: method `{}`, optimizer `{}`, lr {} (backbone × {}), {} epochs of {}, batch {}.\n",
+        "Model `{}`, backend `{}`, seed {}. Fine-tuning: method `{}`{}, optimizer `{}`, lr {} (backbone × {}), {} epochs of {}, batch {}.\n",
         config.model.arch,
         config_name(&config.backend),
         config.seed,
         config_name(&fine_tuning.method),
+        match fine_tuning.holistic_transfer_parts() {
+            parts if parts.is_empty() => String::new(),
+            parts => format!(" ({}: {})", crate::holistic::LABEL, parts.join(" + ")),
+        },
         config_name(&fine_tuning.optimizer.name()),
         fine_tuning.lr,
         fine_tuning.backbone_multiplier(),

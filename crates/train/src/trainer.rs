@@ -10,11 +10,13 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use ftcal_data::{BatchPlan, ImageSet, Loader, LoaderSettings, Pipeline};
-use ftcal_models::{Model, ModelConfig, ParamGroup};
+use ftcal_models::{LoadOptions, Model, ModelConfig, ParamGroup, TensorMap};
 
 use crate::TrainError;
 use crate::checkpoint::{Checkpoint, EpochRecord, PartialEpoch, TrainingState};
 use crate::config::{Method, TrainingSettings};
+use crate::holistic::distillation::Distillation;
+use crate::holistic::lolsgd::{self, LocalSgd};
 use crate::interrupt;
 use crate::optim::{Optimizer, clip_grad_norm};
 use crate::progress::{Event, RunLog};
@@ -56,6 +58,11 @@ pub struct StageJob<'a> {
     pub model_config: &'a ModelConfig,
     /// Stop after this epoch (0-based) once its checkpoint is written and `after_epoch` has run.
     pub stop_after_epoch: Option<usize>,
+    /// The classes the stage fine-tunes on (S, or a PCV fold's half of it); the model's other classes are
+    /// the stage's absent classes (what distillation keeps, what LOLSGD never leaves out).
+    pub fine_tuning_classes: Vec<usize>,
+    /// The frozen source (pre-trained) model, when the settings distil it.
+    pub source_model: Option<Model>,
 }
 
 /// The parameters the optimizer sees, in a fixed order (the optimizer state is saved by position).
@@ -70,7 +77,7 @@ fn parameter_order(model: &Model) -> Vec<ParamId> {
 fn prepare(model: Model, settings: &TrainingSettings) -> Model {
     let model = match settings.method {
         Method::Full => model,
-        Method::FrozenClassifier => model.freeze(ParamGroup::Head),
+        Method::FrozenClassifier | Method::HolisticTransfer => model.freeze(ParamGroup::Head),
         Method::LinearProbe => model.freeze(ParamGroup::Backbone).with_batch_norm_training(false),
     };
     if settings.freeze_batch_norm {
@@ -97,7 +104,8 @@ pub fn train_stage(
     } else {
         "fine_tuning"
     };
-    let mut optimizer = Optimizer::new(&settings.optimizer, &format!("{key}.optimizer"))?;
+    let optimizer_key = format!("{key}.optimizer");
+    let mut optimizer = Optimizer::new(&settings.optimizer, &optimizer_key)?;
     let loader = Loader::new(
         job.train_set,
         job.pipeline.clone(),
@@ -108,12 +116,28 @@ pub fn train_stage(
     .map_err(|e| TrainError::config(format!("{key}.batch_size"), e.to_string()))?;
     let iterations = loader.batches_per_epoch();
     let total_iterations = iterations * settings.epochs;
+    let absent_classes: Vec<usize> = (0..job.model_config.classes())
+        .filter(|class| !job.fine_tuning_classes.contains(class))
+        .collect();
+    let mut local_sgd =
+        (settings.active_lolsgd()).map(|lolsgd| LocalSgd::new(lolsgd, &job.fine_tuning_classes, job.seed));
+    let distillation = settings.active_distillation().map(|distillation| {
+        let source = job
+            .source_model
+            .as_ref()
+            .expect("the pipeline gives a distilling stage its source model");
+        Distillation::new(distillation, source, &absent_classes, device)
+    });
+    let rank_regularization = settings.active_rank_regularization();
 
     let (mut model, mut state) = match job.checkpoint.state()? {
         Some(state) if state.iterations_done > 0 => {
-            let model = job
-                .checkpoint
-                .restore(&state, model, &mut optimizer, parameter_order, device)?;
+            let (model, round) =
+                job.checkpoint
+                    .restore(&state, model, &mut optimizer, parameter_order, device)?;
+            if let (Some(local_sgd), Some(round)) = (&mut local_sgd, round) {
+                local_sgd.resume(round);
+            }
             let at = match &state.partial_epoch {
                 Some(partial) => format!(
                     "epoch {}, iteration {}/{iterations}",
@@ -140,12 +164,21 @@ pub fn train_stage(
         ));
     }
     model = prepare(model, settings);
-    let order = parameter_order(&model);
-    let head: HashSet<ParamId> = model.param_ids(ParamGroup::Head).into_iter().collect();
+    let mut order = parameter_order(&model);
+    let mut head: HashSet<ParamId> = model.param_ids(ParamGroup::Head).into_iter().collect();
     let loss_function = CrossEntropyLossConfig::new().init(device);
     let point = format!("{} iteration", job.name);
     // Losses are read back to the host (a wait for the device) every tenth of an epoch, not every step.
     let read_every = iterations.div_ceil(10).max(1);
+    // A LOLSGD copy's start, or a round's average, replaces the model and the optimizer state.
+    let reload = |snapshot: &TensorMap, model: Model| -> Result<(Model, Optimizer), TrainError> {
+        let (weights, optimizer_state) = lolsgd::split(snapshot);
+        let (model, _) = model.load_timm(&weights, LoadOptions::default(), device)?;
+        let model = prepare(model, settings);
+        let mut optimizer = Optimizer::new(&settings.optimizer, &optimizer_key)?;
+        optimizer.load_state(&optimizer_state, &parameter_order(&model), device)?;
+        Ok((model, optimizer))
+    };
 
     if state.partial_epoch.is_none() && state.epochs_done > 0 {
         after_epoch(state.epochs_done - 1, &model, log)?;
@@ -168,7 +201,7 @@ pub fn train_stage(
         let mut pending = PendingLosses::default();
         for (index, batch) in (first..).zip(loader.epoch_from(epoch, first)) {
             interrupt::reached(&point);
-            let batch = batch?;
+            let mut batch = batch?;
             if !batch.skipped.is_empty() {
                 log.log_only(&format!(
                     "{}: skipped unreadable {}",
@@ -176,24 +209,58 @@ pub fn train_stage(
                     batch.skipped.join(", ")
                 ));
             }
+            let round_position = local_sgd.as_ref().map(|l| l.position(iterations, index));
+            if let (Some(local_sgd), Some(at)) = (&mut local_sgd, round_position) {
+                let snapshot = || lolsgd::snapshot(model.to_timm(), optimizer.state(&order));
+                if let Some(start) = local_sgd.before_step(at, snapshot) {
+                    (model, optimizer) = reload(&start, model)?;
+                    order = parameter_order(&model);
+                    head = model.param_ids(ParamGroup::Head).into_iter().collect();
+                }
+                batch = batch.restricted_to(&local_sgd.kept_classes(epoch, at));
+            }
+            if !batch.is_empty() {
+                let (inputs, labels) = batch.to_tensors(device);
+                let features = model.features(inputs.clone());
+                let logits = model.logits(features.clone());
+                let mut loss = match &distillation {
+                    Some(distillation) => {
+                        let distilled = distillation.loss(logits.clone(), &inputs);
+                        let cross_entropy = loss_function.forward(logits, labels);
+                        match distilled {
+                            Some(distilled) => cross_entropy + distilled,
+                            None => cross_entropy,
+                        }
+                    }
+                    None => loss_function.forward(logits, labels),
+                };
+                if let Some(rank_regularization) = rank_regularization {
+                    loss = loss + rank_regularization.loss(features);
+                }
+                pending.push(index, loss.clone().detach());
+                let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+                if let Some(max_norm) = settings.grad_clip_norm {
+                    grads = clip_grad_norm(&model, grads, max_norm).0;
+                }
+                lr = settings.lr * settings.schedule.factor(state.iterations_done, total_iterations);
+                let backbone_lr = lr * settings.backbone_multiplier();
+                model = optimizer.step(model, grads, &|id| {
+                    if head.contains(&id) { lr } else { backbone_lr }
+                });
+                state.iterations_done += 1;
+                images += batch.len();
+            }
+            if let (Some(local_sgd), Some(at)) = (&mut local_sgd, round_position) {
+                let snapshot = || lolsgd::snapshot(model.to_timm(), optimizer.state(&order));
+                if let Some(average) = local_sgd.after_step(at, snapshot) {
+                    (model, optimizer) = reload(&average, model)?;
+                    order = parameter_order(&model);
+                    head = model.param_ids(ParamGroup::Head).into_iter().collect();
+                }
+            }
             if batch.is_empty() {
                 continue;
             }
-            let (inputs, labels) = batch.to_tensors(device);
-            let logits = model.forward(inputs);
-            let loss = loss_function.forward(logits, labels);
-            pending.push(index, loss.clone().detach());
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-            if let Some(max_norm) = settings.grad_clip_norm {
-                grads = clip_grad_norm(&model, grads, max_norm).0;
-            }
-            lr = settings.lr * settings.schedule.factor(state.iterations_done, total_iterations);
-            let backbone_lr = lr * settings.backbone_multiplier();
-            model = optimizer.step(model, grads, &|id| {
-                if head.contains(&id) { lr } else { backbone_lr }
-            });
-            state.iterations_done += 1;
-            images += batch.len();
             let images_per_second = images as f64 / started.elapsed().as_secs_f64().max(1e-9);
             let stop = interrupt::stop_requested();
             let read_back = (index + 1) % read_every == 0 || index + 1 == iterations || stop;
@@ -235,8 +302,9 @@ pub fn train_stage(
                     iterations: index + 1,
                     loss_sum,
                 });
+                let round = local_sgd.as_ref().and_then(LocalSgd::round);
                 job.checkpoint
-                    .save(&model, job.model_config, &optimizer, &order, &mut state)?;
+                    .save(&model, job.model_config, &optimizer, &order, round, &mut state)?;
                 return Err(stopped(
                     log,
                     &job.name,
@@ -261,8 +329,9 @@ pub fn train_stage(
         ));
         state.epochs_done = epoch + 1;
         state.history.push(record);
+        // Rounds end with the epoch, so an epoch's checkpoint never holds one in progress.
         job.checkpoint
-            .save(&model, job.model_config, &optimizer, &order, &mut state)?;
+            .save(&model, job.model_config, &optimizer, &order, None, &mut state)?;
         after_epoch(epoch, &model, log)?;
         if job.stop_after_epoch == Some(epoch) && epoch + 1 < settings.epochs {
             return Err(stopped(log, &job.name, format!("after epoch {epoch}, as asked")));
