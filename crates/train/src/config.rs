@@ -327,12 +327,10 @@ impl TrainingSettings {
     }
 
     /// The Holistic Transfer parts the stage runs, by their config names (`ensemble_logits` and
-    /// `ensemble_weights` for the two kinds of ensemble); the frozen classifier first.
+    /// `ensemble_weights` for the two kinds of ensemble). The frozen classifier counts as one under
+    /// `method = "holistic_transfer"` or beside another part; alone it is the appendix's method, not HT.
     pub fn holistic_transfer_parts(&self) -> Vec<String> {
         let mut parts = Vec::new();
-        if self.method.freezes_head() {
-            parts.push("frozen_classifier".to_string());
-        }
         if self.active_lolsgd().is_some() {
             parts.push("lolsgd".into());
         }
@@ -344,6 +342,11 @@ impl TrainingSettings {
         }
         if let Some(ensemble) = self.active_ensemble() {
             parts.push(format!("ensemble_{}", config_name(&ensemble.kind)));
+        }
+        let frozen_part = self.method == Method::HolisticTransfer
+            || (self.method == Method::FrozenClassifier && !parts.is_empty());
+        if frozen_part {
+            parts.insert(0, "frozen_classifier".to_string());
         }
         parts
     }
@@ -661,6 +664,68 @@ mod tests {
                 cosine.factor(step, total - warmup)
             );
         }
+    }
+
+    fn stage(toml: &str) -> TrainingSettings {
+        toml::from_str(&format!("epochs = 1\nlr = 0.1\n{toml}")).unwrap()
+    }
+
+    #[test]
+    fn holistic_transfer_is_a_preset_that_a_config_takes_apart_part_by_part() {
+        let preset = stage("method = \"holistic_transfer\"")
+            .resolve(Stage::FineTuning)
+            .unwrap();
+        assert_eq!(preset.lolsgd, Some(LolsgdSettings::default()));
+        assert_eq!(preset.distillation, Some(DistillationSettings::default()));
+        assert_eq!(preset.rank_regularization, None);
+        assert_eq!(
+            preset.holistic_transfer_parts(),
+            ["frozen_classifier", "lolsgd", "distillation"]
+        );
+        let without_distillation = stage(
+            "method = \"holistic_transfer\"\n[distillation]\nenabled = false\n[lolsgd]\ncopies = 2\n\
+             [ensemble]\nkind = \"weights\"",
+        )
+        .resolve(Stage::FineTuning)
+        .unwrap();
+        assert_eq!(without_distillation.lolsgd.as_ref().unwrap().copies, 2);
+        assert_eq!(
+            without_distillation.holistic_transfer_parts(),
+            ["frozen_classifier", "lolsgd", "ensemble_weights"]
+        );
+        // The frozen classifier alone is the appendix's method, not HT; beside a part of HT, it is one.
+        let frozen = stage("method = \"frozen_classifier\"");
+        assert!(frozen.holistic_transfer_parts().is_empty());
+        let frozen_distilled = stage("method = \"frozen_classifier\"\n[distillation]");
+        assert_eq!(
+            frozen_distilled.holistic_transfer_parts(),
+            ["frozen_classifier", "distillation"]
+        );
+        assert!(stage("").holistic_transfer_parts().is_empty());
+    }
+
+    #[test]
+    fn holistic_transfer_settings_are_checked_by_key() {
+        let error = |toml: &str, stage_of: Stage| stage(toml).resolve(stage_of).unwrap_err().to_string();
+        assert!(error("[lolsgd]", Stage::Source).starts_with("source.lolsgd: "));
+        assert!(
+            error("[lolsgd]\nleave_out = 1.0", Stage::FineTuning)
+                .starts_with("fine_tuning.lolsgd.leave_out: must be a fraction of S in [0, 1)")
+        );
+        assert!(error("[lolsgd]\ncopies = 0", Stage::FineTuning).starts_with("fine_tuning.lolsgd.copies: "));
+        assert!(
+            error("[distillation]\ntemperature = 0.0", Stage::FineTuning)
+                .starts_with("fine_tuning.distillation.temperature: ")
+        );
+        assert!(
+            error("[ensemble]\nalpha = 1.5", Stage::FineTuning).starts_with("fine_tuning.ensemble.alpha: ")
+        );
+        assert!(
+            error("[rank_regularization]\nweight = -1.0", Stage::FineTuning)
+                .starts_with("fine_tuning.rank_regularization.weight: ")
+        );
+        let unknown = toml::from_str::<TrainingSettings>("epochs = 1\nlr = 0.1\n[lolsgd]\ncopy = 2");
+        assert!(unknown.unwrap_err().to_string().contains("unknown field `copy`"));
     }
 
     #[test]
