@@ -22,8 +22,9 @@
 # Steps: nvidia-smi; the Vulkan loader and driver (vulkaninfo --summary where installed); `ftcal models
 # bench-train` of ResNet-50, batch 64 at 224x224, on wgpu; scripts/bench_torch_train.py with the same
 # settings on CUDA, with PyTorch's default TF32 convolutions and with --no-tf32 (burn's wgpu kernels are
-# strict float32); `ftcal run configs/quickstart.toml --set backend=wgpu`; the quickstart stopped by SIGTERM
-# inside a fine-tuning epoch and resumed (scripts/gpu_resume_check.sh).
+# strict float32); `ftcal run configs/quickstart.toml --set backend=wgpu`, then configs/quickstart-ht.toml
+# (Holistic Transfer); the quickstart stopped by SIGTERM inside a fine-tuning epoch and resumed
+# (scripts/gpu_resume_check.sh), with whatever time is left.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -119,22 +120,28 @@ else
   note "== PyTorch: python3 cannot import torch here; no PyTorch figures"
 fi
 
+# run_quickstart NAME CONFIG LIMIT_S: the config on wgpu; its summary.json comes back (the device tool
+# brings back at most 8 files from $OUT), its metrics.csv goes into the log, the rest (outputs,
+# checkpoints, plots) stays in /tmp.
+run_quickstart() {
+  local name=$1 config=$2 limit=$3
+  step "ftcal run $config on wgpu" "$limit" \
+    "$BIN" run "$config" --set backend=wgpu --out "/tmp/$name.$$"
+  mkdir -p "$OUT/$name"
+  for file in summary.json metrics.csv; do
+    if [[ -f /tmp/$name.$$/$file ]]; then
+      note "-- $name/$file:"
+      cat "/tmp/$name.$$/$file" >>"$LOG"
+      echo >>"$LOG"
+    fi
+  done
+  [[ -f /tmp/$name.$$/summary.json ]] && cp "/tmp/$name.$$/summary.json" "$OUT/$name/"
+}
+
 if [[ -x $BIN ]]; then
-  step "ftcal run quickstart on wgpu" 150 \
-    "$BIN" run configs/quickstart.toml --set backend=wgpu --out "$OUT/quickstart-gpu"
-  if [[ -d $OUT/quickstart-gpu ]]; then
-    # The device tool brings back at most 8 files from $OUT: keep the run's small records, move the
-    # rest (outputs, checkpoints, plots) out of the way.
-    mv "$OUT/quickstart-gpu" /tmp/quickstart-gpu.$$ && mkdir -p "$OUT/quickstart-gpu"
-    for file in summary.json metrics.csv; do
-      if [[ -f /tmp/quickstart-gpu.$$/$file ]]; then
-        cp "/tmp/quickstart-gpu.$$/$file" "$OUT/quickstart-gpu/"
-        note "-- quickstart-gpu/$file:"
-        cat "/tmp/quickstart-gpu.$$/$file" >>"$LOG"
-        echo >>"$LOG"
-      fi
-    done
-  fi
+  run_quickstart quickstart-gpu configs/quickstart.toml 150
+  # Holistic Transfer (frozen classifier, LOLSGD, distillation of the source model) on the GPU.
+  run_quickstart quickstart-ht-gpu configs/quickstart-ht.toml 150
 fi
 
 if [[ -x $BIN ]]; then

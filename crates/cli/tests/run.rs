@@ -76,7 +76,8 @@ calibration = ["alg", "oracle"]
 }
 
 /// The quickstart with a reduced budget shows the paper's effect, with margins, measured by the run itself;
-/// then `ftcal eval` recomputes the same summary from the saved outputs alone.
+/// then `ftcal eval` recomputes the same summary from the saved outputs alone; then Holistic Transfer on the
+/// same budget keeps what plain fine-tuning loses.
 #[test]
 fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
     let temp = tempfile::tempdir().unwrap();
@@ -222,6 +223,41 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
         "{}",
         describe(&output)
     );
+
+    // Holistic Transfer (configs/quickstart-ht.toml) on the same setting and budget, without PCV: the same
+    // pre-trained model (the source stage is deterministic), and the absent classes kept far better than
+    // plain fine-tuning keeps them. An HT run is a run: ALG and γ* calibrate it as any other.
+    let ht_dir = temp.path().join("quickstart-ht");
+    let output = ftcal(&[
+        "run",
+        "configs/quickstart-ht.toml",
+        "--out",
+        ht_dir.to_str().unwrap(),
+        "--set",
+        "source.epochs=4",
+        "--set",
+        "fine_tuning.epochs=6",
+        "--set",
+        "eval.calibration=[\"alg\", \"oracle\"]",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let ht = summary(&ht_dir);
+    assert_eq!(ht["pretrained"], run["pretrained"], "the same pre-trained model");
+    assert_eq!(ht["method"]["name"], "holistic_transfer", "{ht:#}");
+    assert_eq!(ht["method"]["label"], "HT-style (ftcal)", "{ht:#}");
+    assert_eq!(run["method"]["name"], "full", "{run:#}");
+    let ht_u = number(&ht, &["finetuned", "acc", "U/Y"]);
+    let collapse = pretrained_u - fine_tuned_u;
+    assert!(
+        ht_u >= fine_tuned_u + collapse / 2.0,
+        "HT keeps U: U/Y {ht_u} vs fine-tuning's {fine_tuned_u} (pre-trained {pretrained_u})"
+    );
+    for calibration in ["alg", "oracle"] {
+        assert!(
+            ht["calibrated"][calibration]["gamma"].is_f64(),
+            "{calibration}: {ht:#}"
+        );
+    }
 }
 
 /// A huge learning rate makes the loss NaN or infinite: the run stops, says where, and exits with 3.
