@@ -15,7 +15,8 @@
 //!   round of M copies has M snapshots and M reloads, so K steps per copy add 1/K of it per step.
 //!
 //! Every figure is the median of `REPEATS` stages, after one stage of warm-up (the rayon pool, the
-//! allocator).
+//! allocator). Under `cargo test --all-targets` (no `--bench` argument) it only checks that it runs: the
+//! quickstart's model, 3 iterations, one stage each.
 
 use std::time::Instant;
 
@@ -33,6 +34,7 @@ use ftcal_train::progress::RunLog;
 use ftcal_train::trainer::{StageJob, train_stage};
 use ftcal_train::{Event, Observer};
 
+/// Iterations timed per stage, and stages per figure, when benching.
 const ITERATIONS: usize = 30;
 const REPEATS: usize = 3;
 
@@ -50,11 +52,28 @@ impl Observer for Clock {
     }
 }
 
+/// What this process measures: the bench's figures, or (under `cargo test`) a check that it runs.
+struct Budget {
+    iterations: usize,
+    repeats: usize,
+}
+
+static BUDGET: std::sync::OnceLock<Budget> = std::sync::OnceLock::new();
+
+fn budget() -> &'static Budget {
+    BUDGET.get().expect("main sets the budget")
+}
+
+/// Timings of a part measured alone (a boundary, the rank term): 5 when benching, else 1.
+fn timings() -> usize {
+    if budget().repeats > 1 { 5 } else { 1 }
+}
+
 fn settings(method: Method) -> TrainingSettings {
     TrainingSettings {
         method,
         epochs: 1,
-        iterations_per_epoch: Some(ITERATIONS + 1),
+        iterations_per_epoch: Some(budget().iterations + 1),
         batch_size: 64,
         lr: 0.05,
         backbone_lr_multiplier: Some(0.1),
@@ -109,7 +128,7 @@ fn seconds_per_iteration(config: &ModelConfig, settings: TrainingSettings) -> f6
 }
 
 /// Seconds for one copy boundary of LOLSGD on `config`'s model: the snapshot of the model and its SGD
-/// momentum to the host, and both loaded back into a model and an optimizer (the median of 5).
+/// momentum to the host, and both loaded back into a model and an optimizer (the median of 5 timings).
 fn copy_boundary_seconds(config: &ModelConfig) -> f64 {
     use burn::optim::GradientsParams;
     use burn::tensor::{Distribution, Tensor};
@@ -131,7 +150,7 @@ fn copy_boundary_seconds(config: &ModelConfig) -> f64 {
     let grads = GradientsParams::from_grads(model.forward(images).sum().backward(), &model);
     let mut model = optimizer.step(model, grads, &|_| 0.01);
     let mut times = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..timings() {
         let started = Instant::now();
         let snapshot = lolsgd::snapshot(model.to_timm(), optimizer.state(&order(&model)));
         let (weights, state) = lolsgd::split(&snapshot);
@@ -153,7 +172,7 @@ fn rank_term_seconds(rows: usize, dim: usize) -> f64 {
     let device = Device::flex().autodiff();
     device.seed(0);
     let regulariser = RankRegularizationSettings::default();
-    let times = (0..5)
+    let times = (0..timings())
         .map(|_| {
             let features =
                 Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), &device).require_grad();
@@ -173,6 +192,23 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() {
     // SAFETY: set before any thread exists (rayon's pool starts on the first parallel kernel).
     unsafe { std::env::set_var("RAYON_NUM_THREADS", "2") };
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this main without it.
+    let benching = std::env::args().any(|arg| arg == "--bench");
+    let chosen = if benching {
+        Budget {
+            iterations: ITERATIONS,
+            repeats: REPEATS,
+        }
+    } else {
+        Budget {
+            iterations: 3,
+            repeats: 1,
+        }
+    };
+    if !benching {
+        eprintln!("a check that the bench runs (cargo bench -p ftcal-train --bench holistic measures)");
+    }
+    assert!(BUDGET.set(chosen).is_ok(), "main runs once");
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let digits = ModelConfig::read(&workspace.join("configs/models/resnet_digits.toml"))
         .unwrap()
@@ -183,7 +219,8 @@ fn main() {
         .with_classes(10);
     println!("| model | variant | s / iteration | × plain |");
     println!("|---|---|---:|---:|");
-    for (name, config) in [("quickstart ResNet", &digits), ("ResNet-18", &resnet18)] {
+    let models = [("quickstart ResNet", &digits), ("ResNet-18", &resnet18)];
+    for (name, config) in &models[..if benching { 2 } else { 1 }] {
         let rank_term = rank_term_seconds(64, config.feature_dim());
         let lolsgd = |local_steps| LolsgdSettings {
             local_steps,
@@ -230,11 +267,13 @@ fn main() {
                 },
             ),
         ];
-        seconds_per_iteration(config, settings(Method::Full));
+        if benching {
+            seconds_per_iteration(config, settings(Method::Full));
+        }
         let mut plain = None;
         for (variant, settings) in variants {
             let seconds = median(
-                (0..REPEATS)
+                (0..budget().repeats)
                     .map(|_| seconds_per_iteration(config, settings.clone()))
                     .collect(),
             );

@@ -25,13 +25,16 @@ pub fn ftcal(args: &[&str]) -> Output {
 }
 
 /// The shipped benchmark configs (ImageNet-R/Sketch, Office-Home, VTAB): every TOML file of configs/,
-/// configs/office-home/ and configs/vtab/ but the quickstart, in a fixed order.
+/// configs/office-home/ and configs/vtab/ but the quickstarts (`quickstart*.toml`), in a fixed order.
 pub fn shipped_benchmark_configs() -> Vec<PathBuf> {
     let mut configs = Vec::new();
     for folder in ["configs", "configs/office-home", "configs/vtab"] {
         for entry in std::fs::read_dir(workspace().join(folder)).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "toml") && !path.ends_with("quickstart.toml") {
+            let quickstart = path
+                .file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with("quickstart"));
+            if path.extension().is_some_and(|e| e == "toml") && !quickstart {
                 configs.push(path);
             }
         }
