@@ -128,6 +128,12 @@ struct Context<'a> {
     source_scores: RefCell<HashMap<usize, Scores>>,
 }
 
+/// The classes a training stage fine-tunes on, and those absent from it.
+struct StageClasses {
+    fine_tuning: Vec<usize>,
+    absent: Vec<usize>,
+}
+
 struct EvalLoaders {
     target_train: Loader,
     target_test: Loader,
@@ -470,13 +476,13 @@ impl<'a> Context<'a> {
         Ok(())
     }
 
-    /// A training stage of `settings` on `set`, whose classes are `classes`; a stage that distils gets the
-    /// pre-trained model, built anew.
+    /// A training stage of `settings` on `set`, whose fine-tuning and absent classes `classes` names; a
+    /// stage that distils gets the pre-trained model, built anew.
     fn job<'b>(
         &'b self,
         name: &str,
         settings: &'b TrainingSettings,
-        (set, classes): (ImageSet, Vec<usize>),
+        (set, classes): (ImageSet, StageClasses),
         seed: u64,
         stop: Option<usize>,
     ) -> Result<StageJob<'b>, TrainError> {
@@ -494,7 +500,8 @@ impl<'a> Context<'a> {
             checkpoint: Checkpoint::new(self.dir.checkpoint(name)),
             model_config: &self.model_config,
             stop_after_epoch: stop,
-            fine_tuning_classes: classes,
+            fine_tuning_classes: classes.fine_tuning,
+            absent_classes: classes.absent,
             source_model,
         })
     }
@@ -563,7 +570,10 @@ impl<'a> Context<'a> {
             source.train.len(),
             source.num_classes
         ));
-        let all_classes = (0..self.model_config.classes()).collect();
+        let all_classes = StageClasses {
+            fine_tuning: (0..self.model_config.classes()).collect(),
+            absent: Vec::new(),
+        };
         let job = self.job(
             "source",
             settings,
@@ -639,7 +649,10 @@ impl<'a> Context<'a> {
             settings,
             (
                 self.data.fine_tuning_train.clone(),
-                self.data.split.fine_tuning().to_vec(),
+                StageClasses {
+                    fine_tuning: self.data.split.fine_tuning().to_vec(),
+                    absent: self.data.split.absent().to_vec(),
+                },
             ),
             self.config.seed,
             options.stop_after_epoch,
@@ -689,7 +702,13 @@ impl<'a> Context<'a> {
             ));
             // Each fold's batches differ from the main run's and from the other folds'.
             let fold_seed = self.config.seed ^ (0x7063_7600 + fold as u64);
-            let classes = fold_split.pseudo_fine_tuning.clone();
+            let mut absent = self.data.split.absent().to_vec();
+            absent.extend(&fold_split.pseudo_absent);
+            absent.sort_unstable();
+            let classes = StageClasses {
+                fine_tuning: fold_split.pseudo_fine_tuning.clone(),
+                absent,
+            };
             let job = self.job(&name, &fold_settings, (set, classes), fold_seed, None)?;
             let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
             let model = match self.train(job, self.pretrained_model()?, log, no_evaluation)? {

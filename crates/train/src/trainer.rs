@@ -58,9 +58,11 @@ pub struct StageJob<'a> {
     pub model_config: &'a ModelConfig,
     /// Stop after this epoch (0-based) once its checkpoint is written and `after_epoch` has run.
     pub stop_after_epoch: Option<usize>,
-    /// The classes the stage fine-tunes on (S, or a PCV fold's half of it); the model's other classes are
-    /// the stage's absent classes (what distillation keeps, what LOLSGD never leaves out).
+    /// The classes the stage fine-tunes on (S, or a PCV fold's half of it): those LOLSGD leaves out from.
     pub fine_tuning_classes: Vec<usize>,
+    /// The stage's absent classes (U, and a PCV fold's pseudo-absent half): those distillation keeps.
+    /// Classes outside S ∪ U (ImageNet-R's other 800 logits) are neither.
+    pub absent_classes: Vec<usize>,
     /// The frozen source (pre-trained) model, when the settings distil it.
     pub source_model: Option<Model>,
 }
@@ -116,9 +118,6 @@ pub fn train_stage(
     .map_err(|e| TrainError::config(format!("{key}.batch_size"), e.to_string()))?;
     let iterations = loader.batches_per_epoch();
     let total_iterations = iterations * settings.epochs;
-    let absent_classes: Vec<usize> = (0..job.model_config.classes())
-        .filter(|class| !job.fine_tuning_classes.contains(class))
-        .collect();
     let mut local_sgd =
         (settings.active_lolsgd()).map(|lolsgd| LocalSgd::new(lolsgd, &job.fine_tuning_classes, job.seed));
     let distillation = settings.active_distillation().map(|distillation| {
@@ -126,7 +125,7 @@ pub fn train_stage(
             .source_model
             .as_ref()
             .expect("the pipeline gives a distilling stage its source model");
-        Distillation::new(distillation, source, &absent_classes, device)
+        Distillation::new(distillation, source, &job.absent_classes, device)
     });
     let rank_regularization = settings.active_rank_regularization();
 

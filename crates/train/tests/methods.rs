@@ -96,6 +96,7 @@ fn train_with(settings: TrainingSettings) -> (TensorMap, TensorMap, Model) {
         model_config: &config,
         stop_after_epoch: None,
         fine_tuning_classes: vec![0, 1, 2, 3, 4],
+        absent_classes: vec![5, 6, 7, 8, 9],
         source_model: Some(source_model),
     };
     let mut silent = ftcal_train::Silent;
