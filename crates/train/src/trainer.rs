@@ -208,7 +208,7 @@ pub fn train_stage(
                     batch.skipped.join(", ")
                 ));
             }
-            let round_position = local_sgd.as_ref().map(|l| l.position(iterations, index));
+            let round_position = (local_sgd.as_ref()).map(|lolsgd| lolsgd.position(iterations, index));
             if let (Some(local_sgd), Some(at)) = (&mut local_sgd, round_position) {
                 let snapshot = || lolsgd::snapshot(model.to_timm(), optimizer.state(&order));
                 if let Some(start) = local_sgd.before_step(at, snapshot) {

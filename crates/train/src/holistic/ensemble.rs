@@ -67,18 +67,26 @@ impl EnsembleSettings {
     /// α · `fine_tuned` + (1 − α) · `source`, row by row: the logits combined, the labels and the
     /// fine-tuned model's features kept (the NCM probe then measures the fine-tuned backbone).
     pub fn combine_logits(&self, fine_tuned: Scores, source: &Scores) -> Result<Scores, TrainError> {
-        let (ft, src) = (fine_tuned.logits(), source.logits());
+        let (fine_tuned_logits, source_logits) = (fine_tuned.logits(), source.logits());
+        let shape = (fine_tuned_logits.rows(), fine_tuned_logits.cols());
         assert_eq!(
-            (ft.rows(), ft.cols()),
-            (src.rows(), src.cols()),
+            shape,
+            (source_logits.rows(), source_logits.cols()),
             "both models are evaluated on the same images"
         );
         let alpha = self.alpha;
-        let values = (ft.as_slice().iter().zip(src.as_slice()))
-            .map(|(&f, &s)| (alpha * f64::from(f) + (1.0 - alpha) * f64::from(s)) as f32)
+        let values = (fine_tuned_logits.as_slice().iter())
+            .zip(source_logits.as_slice())
+            .map(|(&tuned, &pretrained)| {
+                (alpha * f64::from(tuned) + (1.0 - alpha) * f64::from(pretrained)) as f32
+            })
             .collect();
-        let logits = Matrix::new(ft.rows(), ft.cols(), values).expect("same shape");
-        let labels: Vec<i64> = fine_tuned.labels().iter().map(|&l| i64::from(l)).collect();
+        let logits = Matrix::new(shape.0, shape.1, values).expect("same shape");
+        let labels: Vec<i64> = fine_tuned
+            .labels()
+            .iter()
+            .map(|&label| i64::from(label))
+            .collect();
         Ok(Scores::new(
             fine_tuned.origin(),
             logits,

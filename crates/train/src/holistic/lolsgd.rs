@@ -125,7 +125,9 @@ pub fn kept_classes(
     seed: u64,
     [epoch, round, copy]: [usize; 3],
 ) -> Vec<usize> {
-    let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(seed ^ 0x6c6f_6c73_6764, epoch), round), copy));
+    // "lolsgd" in ASCII: a stream of its own, apart from the loader's and the PCV halves' of the same seed.
+    let stream = seed ^ 0x6c6f_6c73_6764;
+    let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(mix(stream, epoch), round), copy));
     let mut shuffled = classes.to_vec();
     shuffled.shuffle(&mut rng);
     let mut kept = shuffled.split_off(left_out.min(classes.len().saturating_sub(1)));
@@ -343,10 +345,16 @@ fn add_into(sum: &mut TensorMap, other: &TensorMap) {
     for (key, tensor) in &mut sum.tensors {
         match (&mut tensor.data, &other.tensors[key].data) {
             (HostData::Float(total), HostData::Float(values)) => {
-                total.iter_mut().zip(values).for_each(|(t, v)| *t += v);
+                total
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(sum, value)| *sum += value);
             }
             (HostData::Int(total), HostData::Int(values)) => {
-                total.iter_mut().zip(values).for_each(|(t, v)| *t += v);
+                total
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(sum, value)| *sum += value);
             }
             _ => panic!("`{key}` changed its type between copies"),
         }
@@ -362,13 +370,18 @@ fn mean(mut sum: TensorMap, count: usize) -> TensorMap {
     for (key, tensor) in &mut sum.tensors {
         let step_count = key.starts_with(OPTIMIZER_PREFIX) && key.ends_with(".step");
         tensor.data = match std::mem::replace(&mut tensor.data, HostData::Int(Vec::new())) {
-            HostData::Float(values) if step_count => {
-                HostData::Float(values.into_iter().map(|v| (v / count as f32).round()).collect())
-            }
+            HostData::Float(values) if step_count => HostData::Float(
+                values
+                    .into_iter()
+                    .map(|value| (value / count as f32).round())
+                    .collect(),
+            ),
             HostData::Float(values) => {
-                HostData::Float(values.into_iter().map(|v| v / count as f32).collect())
+                HostData::Float(values.into_iter().map(|value| value / count as f32).collect())
             }
-            HostData::Int(values) => HostData::Int(values.into_iter().map(|v| v / count as i64).collect()),
+            HostData::Int(values) => {
+                HostData::Int(values.into_iter().map(|value| value / count as i64).collect())
+            }
         };
     }
     sum

@@ -41,7 +41,7 @@ pub(crate) fn weighted_sum(terms: &[(f64, &TensorMap)]) -> TensorMap {
                         *total += weight * f64::from(*value);
                     }
                 }
-                HostData::Float(sum.into_iter().map(|v| v as f32).collect())
+                HostData::Float(sum.into_iter().map(|total| total as f32).collect())
             }
             HostData::Int(values) => {
                 let mut sum = vec![0f64; values.len()];
@@ -53,7 +53,7 @@ pub(crate) fn weighted_sum(terms: &[(f64, &TensorMap)]) -> TensorMap {
                         *total += weight * *value as f64;
                     }
                 }
-                HostData::Int(sum.into_iter().map(|v| v.round() as i64).collect())
+                HostData::Int(sum.into_iter().map(|total| total.round() as i64).collect())
             }
         };
         tensors.insert(
