@@ -15,26 +15,12 @@ use std::time::{Duration, Instant};
 
 use common::{ftcal, text, workspace};
 
-/// Every stage, each as short as it can be: a source stage of 2 × 4 iterations on mnist, fine-tuning of
-/// 3 × 4 iterations on optdigits 0–4, two PCV folds of one epoch, evaluation after every epoch.
-fn tiny_config(dir: &Path) -> PathBuf {
+/// The model and the target data the tiny runs share: the quickstart's ResNet on optdigits, S = 0–4.
+fn tiny_target() -> String {
     let arch = workspace().join("configs/models/resnet_digits.toml");
-    let config = format!(
-        r#"name = "tiny"
-seed = 5
-
-[model]
+    format!(
+        r#"[model]
 arch = "{}"
-
-[source]
-epochs = 2
-iterations_per_epoch = 4
-batch_size = 32
-lr = 0.05
-
-[data.source]
-kind = "digits2"
-domain = "mnist"
 
 [data.target]
 kind = "digits2"
@@ -46,6 +32,28 @@ fine_tuning = [0, 1, 2, 3, 4]
 [data.transforms]
 train = "digits_train"
 eval = "digits_eval"
+"#,
+        arch.display()
+    )
+}
+
+/// Every stage, each as short as it can be: a source stage of 2 × 4 iterations on mnist, fine-tuning of
+/// 3 × 4 iterations on optdigits 0–4, two PCV folds of one epoch, evaluation after every epoch.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let config = format!(
+        r#"name = "tiny"
+seed = 5
+
+{}
+[source]
+epochs = 2
+iterations_per_epoch = 4
+batch_size = 32
+lr = 0.05
+
+[data.source]
+kind = "digits2"
+domain = "mnist"
 
 [fine_tuning]
 epochs = 3
@@ -58,7 +66,7 @@ batch_size = 500
 pcv_folds = 2
 pcv_epochs = 1
 "#,
-        arch.display()
+        tiny_target()
     );
     let path = dir.join("tiny.toml");
     std::fs::write(&path, config).unwrap();
@@ -300,25 +308,11 @@ fn a_run_killed_or_stopped_anywhere_resumes_to_the_uninterrupted_runs_files() {
 /// Holistic Transfer with every part on, no source stage: 2 epochs of 6 iterations, each epoch one LOLSGD
 /// round of 2 copies × 3 steps.
 fn tiny_holistic_transfer_config(dir: &Path) -> PathBuf {
-    let arch = workspace().join("configs/models/resnet_digits.toml");
     let config = format!(
         r#"name = "tiny-ht"
 seed = 5
 
-[model]
-arch = "{}"
-
-[data.target]
-kind = "digits2"
-domain = "optdigits"
-
-[data.classes]
-fine_tuning = [0, 1, 2, 3, 4]
-
-[data.transforms]
-train = "digits_train"
-eval = "digits_eval"
-
+{}
 [fine_tuning]
 method = "holistic_transfer"
 epochs = 2
@@ -339,7 +333,7 @@ kind = "weights"
 batch_size = 500
 calibration = ["alg", "oracle"]
 "#,
-        arch.display()
+        tiny_target()
     );
     let path = dir.join("tiny-ht.toml");
     std::fs::write(&path, config).unwrap();
