@@ -1,11 +1,12 @@
 //! Holistic Transfer's losses against PyTorch: the distillation loss and the rank regulariser's nuclear
-//! norm, their values and their gradients (fixtures from `scripts/make_holistic_fixtures.py`).
+//! norm, their values and their gradients, and the regulariser's term built on it (fixtures from
+//! `scripts/make_holistic_fixtures.py`).
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ftcal_models::TensorMap;
 use ftcal_models::weights::HostData;
 use ftcal_train::holistic::distillation::distillation_loss;
-use ftcal_train::holistic::rank::normalized_nuclear_norm;
+use ftcal_train::holistic::rank::{RankRegularizationSettings, normalized_nuclear_norm};
 use serde_json::Value;
 
 fn fixtures() -> (TensorMap, Value) {
@@ -86,6 +87,17 @@ fn the_nuclear_norm_of_normalised_features_and_its_gradient_match_torch() {
         assert!(
             (value - expected).abs() < 1e-5 * expected,
             "{case}: ‖F̂‖_* {value} vs torch {expected}"
+        );
+        // The regulariser's term is −λ_r · ‖F̂‖_* / B of that norm.
+        let regulariser = RankRegularizationSettings {
+            weight: 0.5,
+            ..RankRegularizationSettings::default()
+        };
+        let rows = features.dims()[0] as f64;
+        let term = f64::from(values(regulariser.loss(features.clone()).reshape([1, 1]))[0]);
+        assert!(
+            (term + 0.5 * expected / rows).abs() < 1e-5 * expected,
+            "{case}: term {term}"
         );
         let grads = norm.backward();
         let gradient = values(features.grad(&grads).unwrap());
