@@ -13,29 +13,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{ftcal, text, workspace};
-
-/// The model and the target data the tiny runs share: the quickstart's ResNet on optdigits, S = 0–4.
-fn tiny_target() -> String {
-    let arch = workspace().join("configs/models/resnet_digits.toml");
-    format!(
-        r#"[model]
-arch = "{}"
-
-[data.target]
-kind = "digits2"
-domain = "optdigits"
-
-[data.classes]
-fine_tuning = [0, 1, 2, 3, 4]
-
-[data.transforms]
-train = "digits_train"
-eval = "digits_eval"
-"#,
-        arch.display()
-    )
-}
+use common::{digits_target_tables, ftcal, text, workspace};
 
 /// Every stage, each as short as it can be: a source stage of 2 × 4 iterations on mnist, fine-tuning of
 /// 3 × 4 iterations on optdigits 0–4, two PCV folds of one epoch, evaluation after every epoch.
@@ -66,7 +44,7 @@ batch_size = 500
 pcv_folds = 2
 pcv_epochs = 1
 "#,
-        tiny_target()
+        digits_target_tables()
     );
     let path = dir.join("tiny.toml");
     std::fs::write(&path, config).unwrap();
@@ -333,7 +311,7 @@ kind = "weights"
 batch_size = 500
 calibration = ["alg", "oracle"]
 "#,
-        tiny_target()
+        digits_target_tables()
     );
     let path = dir.join("tiny-ht.toml");
     std::fs::write(&path, config).unwrap();

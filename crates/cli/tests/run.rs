@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{ftcal, shipped_benchmark_configs, text, workspace};
+use common::{digits_target_tables, ftcal, shipped_benchmark_configs, text};
 use serde_json::Value;
 
 fn describe(output: &Output) -> String {
@@ -35,25 +35,11 @@ fn number(value: &Value, path: &[&str]) -> f64 {
 /// A small run without a source stage: the pre-trained model is the seeded initialisation of the quickstart's
 /// ResNet, fine-tuned on optdigits 0–4 for `epochs` epochs. Enough to exercise every stage quickly.
 fn small_config(dir: &Path, epochs: usize) -> PathBuf {
-    let arch = workspace().join("configs/models/resnet_digits.toml");
     let config = format!(
         r#"name = "small"
 seed = 3
 
-[model]
-arch = "{}"
-
-[data.target]
-kind = "digits2"
-domain = "optdigits"
-
-[data.classes]
-fine_tuning = [0, 1, 2, 3, 4]
-
-[data.transforms]
-train = "digits_train"
-eval = "digits_eval"
-
+{}
 [fine_tuning]
 epochs = {epochs}
 batch_size = 64
@@ -68,7 +54,7 @@ weight_decay = 5e-4
 [eval]
 calibration = ["alg", "oracle"]
 "#,
-        arch.display()
+        digits_target_tables()
     );
     let path = dir.join("small.toml");
     std::fs::write(&path, config).unwrap();

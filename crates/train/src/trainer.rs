@@ -74,6 +74,12 @@ fn parameter_order(model: &Model) -> Vec<ParamId> {
     order
 }
 
+/// The head's parameters (they train at `lr`, the backbone's at `lr` × the multiplier). Ids change when a
+/// model is reloaded (LOLSGD's rounds), so they are taken again then.
+fn head_ids(model: &Model) -> HashSet<ParamId> {
+    model.param_ids(ParamGroup::Head).into_iter().collect()
+}
+
 /// The model as the method trains it: frozen parts stop their gradients; frozen BatchNorm (and the
 /// linear probe's backbone) normalise with the running statistics.
 fn prepare(model: Model, settings: &TrainingSettings) -> Model {
@@ -163,8 +169,7 @@ pub fn train_stage(
         ));
     }
     model = prepare(model, settings);
-    let mut order = parameter_order(&model);
-    let mut head: HashSet<ParamId> = model.param_ids(ParamGroup::Head).into_iter().collect();
+    let (mut order, mut head) = (parameter_order(&model), head_ids(&model));
     let loss_function = CrossEntropyLossConfig::new().init(device);
     let point = format!("{} iteration", job.name);
     // Losses are read back to the host (a wait for the device) every tenth of an epoch, not every step.
@@ -213,8 +218,7 @@ pub fn train_stage(
                 let snapshot = || lolsgd::snapshot(model.to_timm(), optimizer.state(&order));
                 if let Some(start) = local_sgd.before_step(at, snapshot) {
                     (model, optimizer) = reload(&start, model)?;
-                    order = parameter_order(&model);
-                    head = model.param_ids(ParamGroup::Head).into_iter().collect();
+                    (order, head) = (parameter_order(&model), head_ids(&model));
                 }
                 batch = batch.restricted_to(&local_sgd.kept_classes(epoch, at));
             }
@@ -253,8 +257,7 @@ pub fn train_stage(
                 let snapshot = || lolsgd::snapshot(model.to_timm(), optimizer.state(&order));
                 if let Some(average) = local_sgd.after_step(at, snapshot) {
                     (model, optimizer) = reload(&average, model)?;
-                    order = parameter_order(&model);
-                    head = model.param_ids(ParamGroup::Head).into_iter().collect();
+                    (order, head) = (parameter_order(&model), head_ids(&model));
                 }
             }
             if batch.is_empty() {

@@ -44,6 +44,29 @@ pub fn shipped_benchmark_configs() -> Vec<PathBuf> {
     configs
 }
 
+/// The `[model]` and target `[data]` tables of the small test runs: the quickstart's ResNet on optdigits,
+/// S = 0–4, U = 5–9, the quickstart's transforms.
+pub fn digits_target_tables() -> String {
+    let arch = workspace().join("configs/models/resnet_digits.toml");
+    format!(
+        r#"[model]
+arch = "{}"
+
+[data.target]
+kind = "digits2"
+domain = "optdigits"
+
+[data.classes]
+fine_tuning = [0, 1, 2, 3, 4]
+
+[data.transforms]
+train = "digits_train"
+eval = "digits_eval"
+"#,
+        arch.display()
+    )
+}
+
 /// Printed bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
