@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::Args;
+use ftcal_train::config_file::{Override, read_run_config};
 use ftcal_train::interrupt::{self, PausePoint};
 use ftcal_train::pipeline::RunOutcome;
 use ftcal_train::report::EpochRows;
@@ -17,7 +18,6 @@ use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::backend;
-use crate::config::nearest_hint;
 
 /// The exit status of a run whose loss became NaN or infinite (`summary.json` says where).
 pub const EXIT_DIVERGED: u8 = 3;
@@ -82,77 +82,11 @@ pub struct EvalArgs {
 /// Reads a run config, applies `--set` overrides and resolves defaults; every error names the file line or
 /// the key.
 pub fn load_config(path: &Path, overrides: &[String]) -> Result<RunConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
-    // Parsing the text itself first gives errors with the file's line and column.
-    let parsed: RunConfig = toml::from_str(&text).map_err(|error| {
-        let message = error.to_string();
-        anyhow!(
-            "{}: {}{}",
-            path.display(),
-            message.trim_end(),
-            nearest_hint(&message)
-        )
-    })?;
-    let config = if overrides.is_empty() {
-        parsed
-    } else {
-        let mut table: toml::Table = toml::from_str(&text).expect("parsed above");
-        for assignment in overrides {
-            apply_override(&mut table, assignment)?;
-        }
-        table.try_into().map_err(|error: toml::de::Error| {
-            let message = error.to_string();
-            anyhow!(
-                "{} with --set {}: {}{}",
-                path.display(),
-                overrides.join(" --set "),
-                message.trim_end(),
-                nearest_hint(&message)
-            )
-        })?
-    };
-    config
-        .resolve()
-        .map_err(|error| anyhow!("{}: {error}", path.display()))
-}
-
-/// Applies one `a.b.c=value` to the config table. The value is read as TOML when it parses as a TOML
-/// value, else taken as a string (so `model.arch=resnet50` needs no quotes).
-pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
-    let Some((key, raw)) = assignment.split_once('=') else {
-        bail!("--set {assignment}: expected KEY=VALUE, e.g. fine_tuning.lr=0.01");
-    };
-    let key = key.trim();
-    let path: Vec<&str> = key.split('.').collect();
-    if path.iter().any(|part| part.is_empty()) {
-        bail!("--set {assignment}: `{key}` is not a dotted key like fine_tuning.lr");
-    }
-    let value = parse_value(raw.trim());
-    let (last, parents) = path.split_last().expect("split yields at least one part");
-    let mut current = table;
-    for (depth, part) in parents.iter().enumerate() {
-        let entry = current
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = match entry {
-            toml::Value::Table(inner) => inner,
-            other => bail!(
-                "--set {assignment}: `{}` is a {}, not a table",
-                path[..=depth].join("."),
-                other.type_str()
-            ),
-        };
-    }
-    current.insert(last.to_string(), value);
-    Ok(())
-}
-
-fn parse_value(raw: &str) -> toml::Value {
-    toml::from_str::<toml::Table>(&format!("value = {raw}"))
-        .ok()
-        .and_then(|mut table| table.remove("value"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+    let overrides = overrides
+        .iter()
+        .map(|assignment| Override::parse(assignment).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()?;
+    read_run_config(path, &overrides).map_err(|error| anyhow!("{error}"))
 }
 
 /// Runs `ftcal run`.
@@ -164,6 +98,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
     let options = RunOptions {
         force: args.force,
         stop_after_epoch: args.stop_after_epoch,
+        ..RunOptions::default()
     };
     interrupt::pause_at(args.pause_at.clone());
     ftcal_eval::io::inject_write_fault(args.fail_writes.clone());
@@ -335,57 +270,5 @@ impl Observer for TerminalObserver {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table(text: &str) -> toml::Table {
-        toml::from_str(text).unwrap()
-    }
-
-    #[test]
-    fn overrides_are_typed_as_toml_and_bare_words_are_strings() {
-        let mut config = table("[fine_tuning]\nlr = 0.001\n[model]\narch = \"resnet18\"\n");
-        apply_override(&mut config, "fine_tuning.lr=0.05").unwrap();
-        apply_override(&mut config, "fine_tuning.epochs = 3").unwrap();
-        apply_override(&mut config, "fine_tuning.freeze_batch_norm=true").unwrap();
-        apply_override(&mut config, "model.arch=resnet50").unwrap();
-        apply_override(&mut config, "eval.calibration=[\"alg\", \"oracle\"]").unwrap();
-        apply_override(&mut config, "name=a=b").unwrap();
-        assert_eq!(config["fine_tuning"]["lr"], toml::Value::Float(0.05));
-        assert_eq!(config["fine_tuning"]["epochs"], toml::Value::Integer(3));
-        assert_eq!(
-            config["fine_tuning"]["freeze_batch_norm"],
-            toml::Value::Boolean(true)
-        );
-        assert_eq!(config["model"]["arch"], toml::Value::String("resnet50".into()));
-        assert_eq!(
-            config["eval"]["calibration"].as_array().unwrap().len(),
-            2,
-            "a new table is made"
-        );
-        assert_eq!(
-            config["name"],
-            toml::Value::String("a=b".into()),
-            "only the first = splits"
-        );
-    }
-
-    #[test]
-    fn malformed_overrides_say_what_is_expected() {
-        let mut config = table("seed = 0\n");
-        let error = apply_override(&mut config, "seed").unwrap_err().to_string();
-        assert!(error.contains("expected KEY=VALUE"), "{error}");
-        let error = apply_override(&mut config, "fine_tuning..lr=1")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("not a dotted key"), "{error}");
-        let error = apply_override(&mut config, "seed.value=1")
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("`seed` is a integer, not a table"), "{error}");
     }
 }

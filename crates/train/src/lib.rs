@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod config_file;
 pub mod disk;
 pub mod error;
 pub mod holistic;
@@ -16,6 +17,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod run_dir;
+pub mod shared;
 pub mod trainer;
 
 pub use config::{

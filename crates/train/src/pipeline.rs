@@ -30,6 +30,7 @@ use crate::outputs::{evaluation_loader, predict};
 use crate::progress::{Observer, RunLog};
 use crate::report::{self, EpochRows, RunReport};
 use crate::run_dir::{PRETRAINED_EPOCH, PcvFoldSplit, RunDir, SavedSplit, create_parent, write_json};
+use crate::shared::{SharedHome, SharedStages, link_or_copy};
 use crate::trainer::{StageEnd, StageJob, batch_plan, train_stage};
 
 /// What `ftcal run` was asked beyond the config.
@@ -39,6 +40,11 @@ pub struct RunOptions {
     pub force: bool,
     /// Stop after this fine-tuning epoch (0-based) once its checkpoint is written (a test hook).
     pub stop_after_epoch: Option<usize>,
+    /// Take the source stage and the pre-trained evaluation from these shared stages, computing them
+    /// there when no run has yet (a sweep's cells).
+    pub shared_stages: Option<SharedStages>,
+    /// When another process holds the run directory, wait for it to end instead of failing.
+    pub wait_for_lock: bool,
 }
 
 /// How a run ended.
@@ -73,7 +79,7 @@ pub fn run(
     options: &RunOptions,
     observer: &mut dyn Observer,
 ) -> Result<RunOutcome, TrainError> {
-    let prepared = RunDir::new(dir).prepare(config, options.force)?;
+    let prepared = RunDir::new(dir).prepare(config, options.force, options.wait_for_lock)?;
     let dir = &prepared.dir;
     if prepared.resuming
         && let Some(summary) = report::read_summary(dir)?
@@ -102,7 +108,7 @@ pub fn run(
         dir.root().display(),
         config_name(&config.backend)
     ));
-    let context = Context::open(config, dir, device, &mut log)?;
+    let context = Context::open(config, dir, device, options.shared_stages.clone(), &mut log)?;
     context.check_before_spending()?;
     log.message(&format!("expected disk use: {}", DiskUse::of(&context.sizes())));
     match context.stages(options, &mut log) {
@@ -126,6 +132,8 @@ struct Context<'a> {
     model_config: ModelConfig,
     /// The pre-trained model's outputs on each evaluation loader (by address), for a logit ensemble.
     source_scores: RefCell<HashMap<usize, Scores>>,
+    /// Where the source stage and the pre-trained evaluation are shared with other runs, if they are.
+    shared_stages: Option<SharedStages>,
 }
 
 /// The classes a training stage fine-tunes on, and those absent from it.
@@ -147,6 +155,7 @@ impl<'a> Context<'a> {
         config: &'a RunConfig,
         dir: &'a RunDir,
         device: &'a Device,
+        shared_stages: Option<SharedStages>,
         log: &mut RunLog<'_>,
     ) -> Result<Self, TrainError> {
         let data = config.data.open("data")?;
@@ -215,6 +224,7 @@ impl<'a> Context<'a> {
             model_settings,
             model_config,
             source_scores: RefCell::default(),
+            shared_stages,
         })
     }
 
@@ -476,10 +486,13 @@ impl<'a> Context<'a> {
         Ok(())
     }
 
-    /// A training stage of `settings` on `set`, whose fine-tuning and absent classes `classes` names; a
-    /// stage that distils gets the pre-trained model, built anew.
+    /// A training stage of `settings` on `set`, whose fine-tuning and absent classes `classes` names,
+    /// checkpointed in `home` (the run directory, or a shared one); a stage that distils gets the
+    /// pre-trained model, built anew.
+    #[allow(clippy::too_many_arguments)]
     fn job<'b>(
         &'b self,
+        home: &RunDir,
         name: &str,
         settings: &'b TrainingSettings,
         (set, classes): (ImageSet, StageClasses),
@@ -497,7 +510,7 @@ impl<'a> Context<'a> {
             pipeline: &self.train_pipeline,
             loader: &self.config.data.loader,
             seed,
-            checkpoint: Checkpoint::new(self.dir.checkpoint(name)),
+            checkpoint: Checkpoint::new(home.checkpoint(name)),
             model_config: &self.model_config,
             stop_after_epoch: stop,
             fine_tuning_classes: classes.fine_tuning,
@@ -555,26 +568,41 @@ impl<'a> Context<'a> {
         self.pcv_stage(log)
     }
 
-    /// Trains the source model on every class of `data.source` (when `[source]` is set).
+    /// Trains the source model on every class of `data.source` (when `[source]` is set). With shared
+    /// stages, the model is trained (and checkpointed) in the shared directory of its key unless another
+    /// run has already, and linked into this run's.
     fn source_stage(&self, log: &mut RunLog<'_>) -> Result<Option<Divergence>, TrainError> {
         let (Some(settings), Some(source)) = (&self.config.source, &self.data.source) else {
             return Ok(None);
         };
         let path = self.dir.source_model();
         if path.exists() {
-            return self.finished("source");
+            return self.finished(self.dir, "source");
+        }
+        let shared = self.shared_home()?;
+        let home = shared.as_ref().map_or(self.dir, |shared| &shared.dir);
+        let trained = home.source_model();
+        if shared.is_some() && trained.exists() {
+            link_or_copy(&trained, &path)?;
+            log.message(&format!("source: the shared source model {}", trained.display()));
+            return self.finished(self.dir, "source");
         }
         log.message(&format!(
-            "source: training on {} ({} images, all {} classes)",
+            "source: training on {} ({} images, all {} classes){}",
             source.name,
             source.train.len(),
-            source.num_classes
+            source.num_classes,
+            match &shared {
+                Some(shared) => format!(", shared in {}", shared.dir.root().display()),
+                None => String::new(),
+            }
         ));
         let all_classes = StageClasses {
             fine_tuning: (0..self.model_config.classes()).collect(),
             absent: Vec::new(),
         };
         let job = self.job(
+            home,
             "source",
             settings,
             (source.train.clone(), all_classes),
@@ -586,8 +614,12 @@ impl<'a> Context<'a> {
             Ok(model) => model,
             Err(divergence) => return Ok(Some(divergence)),
         };
-        create_parent(&path)?;
-        model.save(&self.model_config, &path)?;
+        create_parent(&trained)?;
+        model.save(&self.model_config, &trained)?;
+        if shared.is_some() {
+            self.finished(home, "source")?;
+            link_or_copy(&trained, &path)?;
+        }
         if let Some(loader) = &self.eval_loaders.source_test {
             let scores = predict(&model, loader, false, self.device, "source test", log)?;
             // Over every class: the source dataset shares the target's class space.
@@ -599,24 +631,54 @@ impl<'a> Context<'a> {
                 accuracy.percent().unwrap_or(0.0),
                 source.name,
                 scores.len(),
-                path.display()
+                trained.display()
             ));
         }
-        self.finished("source")
+        self.finished(self.dir, "source")
+    }
+
+    /// The shared directory of this run's source-stage key, locked, when stages are shared.
+    fn shared_home(&self) -> Result<Option<SharedHome>, TrainError> {
+        self.shared_stages
+            .as_ref()
+            .map(|shared| shared.home(self.config))
+            .transpose()
     }
 
     /// A stage whose result is saved (a model, or a PCV fold's outputs) keeps only its `state.json`: its
     /// last model and optimizer state are never needed again. Done again when a rerun finds the result,
     /// in case a kill came between.
-    fn finished(&self, stage: &str) -> Result<Option<Divergence>, TrainError> {
-        Checkpoint::new(self.dir.checkpoint(stage)).release()?;
+    fn finished(&self, home: &RunDir, stage: &str) -> Result<Option<Divergence>, TrainError> {
+        Checkpoint::new(home.checkpoint(stage)).release()?;
         Ok(None)
     }
 
-    /// Evaluates the pre-trained model (epoch −1).
+    /// Evaluates the pre-trained model (epoch −1). With shared stages, outputs another run saved are
+    /// linked in rather than computed, and those computed here are shared.
     fn pretrained_stage(&self, log: &mut RunLog<'_>) -> Result<(), TrainError> {
-        if self.needs_evaluation(PRETRAINED_EPOCH)? {
-            self.evaluate(&self.pretrained_model()?, PRETRAINED_EPOCH, log)?;
+        if !self.needs_evaluation(PRETRAINED_EPOCH)? {
+            return Ok(());
+        }
+        let shared = self.shared_home()?;
+        let mut shared_outputs = Vec::new();
+        if let Some(shared) = &shared {
+            for &split in &self.config.eval.splits {
+                let from = shared.pretrained_output(self.config, split)?;
+                let to = self.dir.output(split.name(), PRETRAINED_EPOCH);
+                if from.exists() && !to.exists() {
+                    link_or_copy(&from, &to)?;
+                    log.message(&format!(
+                        "pre-trained outputs on {}: the shared {}",
+                        split.name(),
+                        from.display()
+                    ));
+                }
+                shared_outputs.push((to, from));
+            }
+        }
+        self.evaluate(&self.pretrained_model()?, PRETRAINED_EPOCH, log)?;
+        for (own, shared) in shared_outputs {
+            link_or_copy(&own, &shared)?;
         }
         Ok(())
     }
@@ -629,7 +691,7 @@ impl<'a> Context<'a> {
     ) -> Result<Option<Divergence>, TrainError> {
         let path = self.dir.fine_tuned_model();
         if path.exists() {
-            return self.finished("fine_tuning");
+            return self.finished(self.dir, "fine_tuning");
         }
         let settings = &self.config.fine_tuning;
         let parts = settings.holistic_transfer_parts();
@@ -645,6 +707,7 @@ impl<'a> Context<'a> {
             settings.epochs
         ));
         let job = self.job(
+            self.dir,
             "fine_tuning",
             settings,
             (
@@ -673,7 +736,7 @@ impl<'a> Context<'a> {
         create_parent(&path)?;
         model.save(&self.model_config, &path)?;
         log.message(&format!("fine-tuned model saved to {}", path.display()));
-        self.finished("fine_tuning")
+        self.finished(self.dir, "fine_tuning")
     }
 
     /// PCV: K fine-tunings of the pre-trained model on random halves of S, each saving its outputs on
@@ -689,7 +752,7 @@ impl<'a> Context<'a> {
             let output = self.dir.pcv_output(fold);
             let name = format!("pcv-{fold}");
             if output.exists() {
-                self.finished(&name)?;
+                self.finished(self.dir, &name)?;
                 continue;
             }
             create_parent(&output)?;
@@ -709,7 +772,7 @@ impl<'a> Context<'a> {
                 fine_tuning: fold_split.pseudo_fine_tuning.clone(),
                 absent,
             };
-            let job = self.job(&name, &fold_settings, (set, classes), fold_seed, None)?;
+            let job = self.job(self.dir, &name, &fold_settings, (set, classes), fold_seed, None)?;
             let no_evaluation = &mut |_: usize, _: &Model, _: &mut RunLog<'_>| Ok(());
             let model = match self.train(job, self.pretrained_model()?, log, no_evaluation)? {
                 Ok(model) => model,
@@ -724,7 +787,7 @@ impl<'a> Context<'a> {
                 log,
             )?;
             write_scores_as(&output, &scores, self.config.eval.save.dtype)?;
-            self.finished(&name)?;
+            self.finished(self.dir, &name)?;
         }
         Ok(None)
     }

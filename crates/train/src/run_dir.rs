@@ -219,7 +219,9 @@ impl RunDir {
     /// Makes the directory ready for `config`: locks it against a second process, clears it under
     /// `force`, removes what a killed process left half-written, and writes the config of a new run. A rerun
     /// of the same config resumes; another config is an error unless nothing was computed yet.
-    pub fn prepare(&self, config: &RunConfig, force: bool) -> Result<Prepared, TrainError> {
+    /// `wait`: when another process holds the directory, wait for it to end (a sweep's cell run twice at
+    /// once) instead of failing; a stop request ends the wait.
+    pub fn prepare(&self, config: &RunConfig, force: bool, wait: bool) -> Result<Prepared, TrainError> {
         let path = self.config();
         let root = &self.root;
         if !path.exists()
@@ -234,7 +236,11 @@ impl RunDir {
             ));
         }
         std::fs::create_dir_all(root).map_err(|e| io_error(root, e))?;
-        let lock = self.take_lock()?;
+        let lock = if wait {
+            self.wait_for_lock()?
+        } else {
+            self.take_lock()?
+        };
         if force {
             for entry in std::fs::read_dir(root).map_err(|e| io_error(root, e))? {
                 let entry = entry.map_err(|e| io_error(root, e))?;
@@ -311,7 +317,43 @@ impl RunDir {
     }
 
     fn take_lock(&self) -> Result<RunLock, TrainError> {
+        self.try_lock()?.ok_or_else(|| {
+            TrainError::file(
+                &self.root,
+                "another ftcal process is running in this run directory; wait for it to end (or stop it), or use --out for a new directory",
+            )
+        })
+    }
+
+    /// Takes the directory's lock, waiting while another process holds it; a stop request (SIGTERM,
+    /// Ctrl-C) ends the wait with [`TrainError::Interrupted`].
+    pub fn wait_for_lock(&self) -> Result<RunLock, TrainError> {
+        loop {
+            if let Some(lock) = self.try_lock()? {
+                return Ok(lock);
+            }
+            if crate::interrupt::stop_requested() {
+                return Err(TrainError::Interrupted {
+                    at: format!("waiting for another process in {}", self.root.display()),
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a live process holds the directory's lock (the lock of a killed process is released by
+    /// the kernel, so a stale `.lock` file is not held).
+    pub fn is_locked(&self) -> bool {
+        if !self.lock().exists() {
+            return false;
+        }
+        matches!(self.try_lock(), Ok(None))
+    }
+
+    /// The lock, or `None` while another process holds it.
+    fn try_lock(&self) -> Result<Option<RunLock>, TrainError> {
         let path = self.lock();
+        std::fs::create_dir_all(&self.root).map_err(|e| io_error(&self.root, e))?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -320,17 +362,12 @@ impl RunDir {
             .map_err(|e| io_error(&path, e))?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(TrainError::file(
-                    &self.root,
-                    "another ftcal process is running in this run directory; wait for it to end (or stop it), or use --out for a new directory",
-                ));
-            }
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
             // Some network file systems cannot lock; the run goes on unguarded rather than not at all.
             Err(std::fs::TryLockError::Error(error)) if error.kind() == std::io::ErrorKind::Unsupported => {}
             Err(std::fs::TryLockError::Error(error)) => return Err(io_error(&path, error)),
         }
-        Ok(RunLock { _file: file })
+        Ok(Some(RunLock { _file: file }))
     }
 }
 
@@ -422,7 +459,9 @@ mod tests {
         // Another open file description of the lock file stands for another process.
         let error = dir.take_lock().unwrap_err().to_string();
         assert!(error.contains("another ftcal process is running"), "{error}");
+        assert!(dir.is_locked());
         drop(held);
+        assert!(!dir.is_locked(), "a released lock is free, though its file stays");
         dir.take_lock().unwrap();
     }
 }
