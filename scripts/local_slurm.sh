@@ -33,12 +33,12 @@ CONF=$D/slurm.conf
 HOST=$(hostname -s)
 
 die() { echo "local_slurm: $*" >&2; exit 1; }
-# The pid in pid file $1 if that process is alive (not a zombie) and is a munged/slurm* daemon.
+running() { [[ -e /proc/$1 ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null; }  # not a zombie
+# The pid in pid file $1 if that process is a running munged/slurm* daemon.
 pid_of() {
   local p
   p=$(cat "$1" 2>/dev/null) && [[ $p =~ ^[0-9]+$ ]] || return 1
-  grep -qE '^(munged|slurm)' "/proc/$p/comm" 2>/dev/null && ! grep -q '^State:.*Z' "/proc/$p/status" \
-    && echo "$p"
+  grep -qE '^(munged|slurm)' "/proc/$p/comm" 2>/dev/null && running "$p" && echo "$p"
 }
 alive() { pid_of "$1" >/dev/null; }
 
@@ -105,7 +105,7 @@ stop() {  # stop the daemon whose pid file is $1; wait up to 10 s
   local p i
   p=$(pid_of "$1") || return 0
   kill "$p" 2>/dev/null || true
-  for i in {1..50}; do alive "$1" || return 0; sleep 0.2; done
+  for i in {1..50}; do running "$p" || return 0; sleep 0.2; done
   kill -9 "$p" 2>/dev/null || true
 }
 

@@ -36,7 +36,9 @@ pub use gamma::{PcvChoice, PcvFold, PcvFoldChoice, alg_gamma, apply_gamma, pcv_g
 pub use io::{read_scores, write_atomic, write_scores, write_scores_as};
 pub use ncm::NcmProbe;
 pub use pcv::{MeasuredFold, PcvFoldSplit, pcv_choice};
-pub use plot::{EpochSeries, PlotMark, plot_epochs, plot_seen_unseen};
+pub use plot::{
+    EpochSeries, HeatCell, Heatmap, HeatmapPanel, PlotMark, plot_epochs, plot_heatmap, plot_seen_unseen,
+};
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{
     AccuracyPercent, CalibratedMetrics, CalibrationReport, Calibrations, Divergence, FineTuningMethod,

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::EvalError;
 use crate::curve::SeenUnseenCurve;
@@ -55,7 +56,7 @@ pub fn plot_seen_unseen(
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw(&mut buffer, &points, marks, title).map_err(plot_error)?;
-    write_png(&buffer, path)
+    write_png(&buffer, (WIDTH, HEIGHT), path)
 }
 
 fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &str) -> Result<(), String> {
@@ -137,7 +138,7 @@ pub fn plot_epochs(
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     draw_epochs(&mut buffer, epochs, series, title).map_err(plot_error)?;
-    write_png(&buffer, path)
+    write_png(&buffer, (WIDTH, HEIGHT), path)
 }
 
 fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title: &str) -> Result<(), String> {
@@ -188,12 +189,217 @@ fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title:
     root.present().map_err(|e| e.to_string())
 }
 
-/// Encodes an RGB buffer of the plot size as PNG and writes it atomically; a failed write is the
+/// A grid of values over two settings (e.g. learning rate × weight decay), one panel per value of a
+/// third (e.g. the optimizer): the paper's appendix heatmaps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Heatmap {
+    /// The figure's title, e.g. `AUSUC of the fine-tuned model`.
+    pub title: String,
+    /// The setting along the rows, e.g. `lr`.
+    pub row_label: String,
+    /// The setting along the columns, e.g. `wd`.
+    pub column_label: String,
+    /// One label per row, top to bottom.
+    pub rows: Vec<String>,
+    /// One label per column, left to right.
+    pub columns: Vec<String>,
+    /// Decimals of the values written in the cells.
+    pub decimals: usize,
+    /// The panels, left to right.
+    pub panels: Vec<HeatmapPanel>,
+}
+
+/// One panel of a [`Heatmap`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatmapPanel {
+    /// e.g. `optimizer=adam`.
+    pub title: String,
+    /// `cells[row][column]`.
+    pub cells: Vec<Vec<HeatCell>>,
+}
+
+/// A cell of a heatmap: a value coloured on the figure's scale, or a state written in grey (`diverged`,
+/// `failed`, `missing`), never a number.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HeatCell {
+    /// A measured value.
+    Value(f64),
+    /// No value: what the cell is instead.
+    State(String),
+}
+
+const CELL_WIDTH: u32 = 96;
+const CELL_HEIGHT: u32 = 44;
+
+/// Draws `heatmap` (every panel on one colour scale, from the smallest value to the largest, values
+/// written in the cells) and writes a PNG atomically to `path`.
+pub fn plot_heatmap(heatmap: &Heatmap, path: &Path) -> Result<(), EvalError> {
+    let plot_error = |message: String| EvalError::Plot {
+        path: path.to_owned(),
+        message,
+    };
+    let shape_ok = !heatmap.panels.is_empty()
+        && !heatmap.rows.is_empty()
+        && !heatmap.columns.is_empty()
+        && heatmap.panels.iter().all(|panel| {
+            panel.cells.len() == heatmap.rows.len()
+                && panel.cells.iter().all(|row| row.len() == heatmap.columns.len())
+        });
+    if !shape_ok {
+        return Err(plot_error(
+            "a heatmap needs at least one panel, row and column, and every panel a cell for each".into(),
+        ));
+    }
+    let layout = HeatmapLayout::of(heatmap);
+    register_font();
+    let mut buffer = vec![0u8; (layout.width * layout.height * 3) as usize];
+    draw_heatmap(&mut buffer, heatmap, &layout).map_err(plot_error)?;
+    write_png(&buffer, (layout.width, layout.height), path)
+}
+
+/// Pixel positions of a heatmap's parts.
+struct HeatmapLayout {
+    width: u32,
+    height: u32,
+    /// Left edge of the first panel's grid; panels follow each other `panel_width` apart.
+    left: u32,
+    top: u32,
+    panel_width: u32,
+}
+
+impl HeatmapLayout {
+    fn of(heatmap: &Heatmap) -> Self {
+        let left = 110;
+        let top = 96;
+        let panel_width = CELL_WIDTH * heatmap.columns.len() as u32 + 40;
+        let width = (left + panel_width * heatmap.panels.len() as u32 + 20).max(480);
+        let height = top + CELL_HEIGHT * heatmap.rows.len() as u32 + 110;
+        Self {
+            width,
+            height,
+            left,
+            top,
+            panel_width,
+        }
+    }
+}
+
+/// Viridis at a few stops, interpolated: dark violet (low) to yellow (high), readable in grey print.
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(u8, u8, u8); 5] = [
+        (68, 1, 84),
+        (59, 82, 139),
+        (33, 145, 140),
+        (94, 201, 98),
+        (253, 231, 37),
+    ];
+    let t = t.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f64;
+    let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * f).round() as u8;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+fn draw_heatmap(buffer: &mut [u8], heatmap: &Heatmap, layout: &HeatmapLayout) -> Result<(), String> {
+    let root = BitMapBackend::with_buffer(buffer, (layout.width, layout.height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let error = |e: DrawingAreaErrorKind<_>| e.to_string();
+    let values: Vec<f64> = (heatmap.panels.iter())
+        .flat_map(|panel| panel.cells.iter().flatten())
+        .filter_map(|cell| match cell {
+            HeatCell::Value(value) if value.is_finite() => Some(*value),
+            _ => None,
+        })
+        .collect();
+    let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let scale = |value: f64| {
+        if high > low {
+            (value - low) / (high - low)
+        } else {
+            0.5
+        }
+    };
+    let centred = |size: u32| {
+        TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(HPos::Center, VPos::Center))
+    };
+    let (x, y) = (layout.width as i32 / 2, 24);
+    root.draw_text(&heatmap.title, &centred(22), (x, y))
+        .map_err(error)?;
+    let (cell_w, cell_h) = (CELL_WIDTH as i32, CELL_HEIGHT as i32);
+    for (p, panel) in heatmap.panels.iter().enumerate() {
+        let left = (layout.left + layout.panel_width * p as u32) as i32;
+        let top = layout.top as i32;
+        let grid_width = cell_w * heatmap.columns.len() as i32;
+        root.draw_text(&panel.title, &centred(17), (left + grid_width / 2, top - 44))
+            .map_err(error)?;
+        for (c, label) in heatmap.columns.iter().enumerate() {
+            let x = left + cell_w * c as i32 + cell_w / 2;
+            root.draw_text(label, &centred(14), (x, top - 14))
+                .map_err(error)?;
+        }
+        let bottom = top + cell_h * heatmap.rows.len() as i32;
+        root.draw_text(
+            &heatmap.column_label,
+            &centred(15),
+            (left + grid_width / 2, bottom + 20),
+        )
+        .map_err(error)?;
+        for (r, row) in panel.cells.iter().enumerate() {
+            let y0 = top + cell_h * r as i32;
+            if p == 0 {
+                let label = format!("{} = {}", heatmap.row_label, heatmap.rows[r]);
+                root.draw_text(&label, &centred(14), (left / 2 + 2, y0 + cell_h / 2))
+                    .map_err(error)?;
+            }
+            for (c, cell) in row.iter().enumerate() {
+                let x0 = left + cell_w * c as i32;
+                let corners = [(x0, y0), (x0 + cell_w, y0 + cell_h)];
+                let (fill, text, ink) = match cell {
+                    HeatCell::Value(value) if value.is_finite() => {
+                        let t = scale(*value);
+                        let ink = if t > 0.6 { BLACK } else { WHITE };
+                        (viridis(t), format!("{value:.*}", heatmap.decimals), ink)
+                    }
+                    HeatCell::Value(_) => (RGBColor(220, 220, 220), "not finite".to_string(), BLACK),
+                    HeatCell::State(state) => (RGBColor(220, 220, 220), state.clone(), BLACK),
+                };
+                root.draw(&Rectangle::new(corners, fill.filled()))
+                    .map_err(error)?;
+                root.draw(&Rectangle::new(corners, WHITE.stroke_width(2)))
+                    .map_err(error)?;
+                let style = centred(14).color(&ink);
+                root.draw_text(&text, &style, (x0 + cell_w / 2, y0 + cell_h / 2))
+                    .map_err(error)?;
+            }
+        }
+    }
+    if !values.is_empty() {
+        // The colour scale: a bar from the lowest value to the highest.
+        let y0 = layout.height as i32 - 52;
+        let (x0, width) = (layout.left as i32, 240);
+        for step in 0..width {
+            let colour = viridis(f64::from(step) / f64::from(width - 1));
+            let x = x0 + step;
+            root.draw(&Rectangle::new([(x, y0), (x + 1, y0 + 14)], colour.filled()))
+                .map_err(error)?;
+        }
+        let label = |value: f64| format!("{value:.*}", heatmap.decimals);
+        root.draw_text(&label(low), &centred(13), (x0, y0 + 28))
+            .map_err(error)?;
+        root.draw_text(&label(high), &centred(13), (x0 + width, y0 + 28))
+            .map_err(error)?;
+    }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Encodes an RGB buffer of `(width, height)` as PNG and writes it atomically; a failed write is the
 /// [`EvalError::Io`] of `path` (a full disk is not a drawing problem).
-fn write_png(buffer: &[u8], path: &Path) -> Result<(), EvalError> {
+fn write_png(buffer: &[u8], (width, height): (u32, u32), path: &Path) -> Result<(), EvalError> {
     let encode = || -> Result<Vec<u8>, png::EncodingError> {
         let mut png_bytes = Vec::new();
-        let mut encoder = png::Encoder::new(&mut png_bytes, WIDTH, HEIGHT);
+        let mut encoder = png::Encoder::new(&mut png_bytes, width, height);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         encoder.write_header()?.write_image_data(buffer)?;
@@ -254,6 +460,61 @@ mod tests {
         assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
         let err = plot_epochs(&[], &series, "t", &path).unwrap_err();
         assert!(err.to_string().contains("no evaluated epoch"), "{err}");
+    }
+
+    #[test]
+    fn a_heatmap_is_a_png_sized_by_its_grid_and_needs_a_full_grid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("heatmap.png");
+        let panel = |title: &str, cells: Vec<Vec<HeatCell>>| HeatmapPanel {
+            title: title.into(),
+            cells,
+        };
+        let mut heatmap = Heatmap {
+            title: "AUSUC".into(),
+            row_label: "lr".into(),
+            column_label: "wd".into(),
+            rows: vec!["1e-3".into(), "1e-2".into()],
+            columns: vec!["0".into(), "5e-4".into(), "1e-3".into()],
+            decimals: 3,
+            panels: vec![
+                panel(
+                    "sgd",
+                    vec![vec![HeatCell::Value(0.5); 3], vec![HeatCell::Value(0.7); 3]],
+                ),
+                panel(
+                    "adam",
+                    vec![
+                        vec![
+                            HeatCell::Value(0.6),
+                            HeatCell::State("diverged".into()),
+                            HeatCell::Value(0.1),
+                        ],
+                        vec![HeatCell::State("missing".into()); 3],
+                    ],
+                ),
+            ],
+        };
+        plot_heatmap(&heatmap, &path).unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(std::fs::read(&path).unwrap()))
+            .read_info()
+            .unwrap();
+        let layout = HeatmapLayout::of(&heatmap);
+        assert_eq!(
+            (reader.info().width, reader.info().height),
+            (layout.width, layout.height)
+        );
+        heatmap.panels[1].cells[1].pop();
+        let error = plot_heatmap(&heatmap, &path).unwrap_err().to_string();
+        assert!(error.contains("every panel a cell for each"), "{error}");
+    }
+
+    #[test]
+    fn viridis_runs_from_violet_to_yellow() {
+        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+        assert_eq!(viridis(0.5), RGBColor(33, 145, 140));
+        assert_eq!(viridis(-3.0), viridis(0.0));
     }
 
     #[test]
