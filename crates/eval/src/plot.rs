@@ -199,9 +199,7 @@ pub struct Heatmap {
     pub row_label: String,
     /// The setting along the columns, e.g. `wd`.
     pub column_label: String,
-    /// One label per row, top to bottom.
-    pub rows: Vec<String>,
-    /// One label per column, left to right.
+    /// One label per column, left to right, shared by the panels.
     pub columns: Vec<String>,
     /// Decimals of the values written in the cells.
     pub decimals: usize,
@@ -214,6 +212,8 @@ pub struct Heatmap {
 pub struct HeatmapPanel {
     /// e.g. `optimizer=adam`.
     pub title: String,
+    /// One label per row, top to bottom (each panel has its own: e.g. each optimizer its lr range).
+    pub rows: Vec<String>,
     /// `cells[row][column]`.
     pub cells: Vec<Vec<HeatCell>>,
 }
@@ -239,10 +239,10 @@ pub fn plot_heatmap(heatmap: &Heatmap, path: &Path) -> Result<(), EvalError> {
         message,
     };
     let shape_ok = !heatmap.panels.is_empty()
-        && !heatmap.rows.is_empty()
         && !heatmap.columns.is_empty()
         && heatmap.panels.iter().all(|panel| {
-            panel.cells.len() == heatmap.rows.len()
+            !panel.rows.is_empty()
+                && panel.cells.len() == panel.rows.len()
                 && panel.cells.iter().all(|row| row.len() == heatmap.columns.len())
         });
     if !shape_ok {
@@ -261,7 +261,7 @@ pub fn plot_heatmap(heatmap: &Heatmap, path: &Path) -> Result<(), EvalError> {
 struct HeatmapLayout {
     width: u32,
     height: u32,
-    /// Left edge of the first panel's grid; panels follow each other `panel_width` apart.
+    /// Width of each panel's row labels, left of its grid; panels follow each other `panel_width` apart.
     left: u32,
     top: u32,
     panel_width: u32,
@@ -269,11 +269,17 @@ struct HeatmapLayout {
 
 impl HeatmapLayout {
     fn of(heatmap: &Heatmap) -> Self {
-        let left = 110;
+        let left = 120;
         let top = 96;
-        let panel_width = CELL_WIDTH * heatmap.columns.len() as u32 + 40;
-        let width = (left + panel_width * heatmap.panels.len() as u32 + 20).max(480);
-        let height = top + CELL_HEIGHT * heatmap.rows.len() as u32 + 110;
+        let panel_width = left + CELL_WIDTH * heatmap.columns.len() as u32 + 20;
+        let width = (panel_width * heatmap.panels.len() as u32 + 20).max(480);
+        let most_rows = heatmap
+            .panels
+            .iter()
+            .map(|panel| panel.rows.len())
+            .max()
+            .unwrap_or(0);
+        let height = top + CELL_HEIGHT * most_rows as u32 + 110;
         Self {
             width,
             height,
@@ -329,7 +335,8 @@ fn draw_heatmap(buffer: &mut [u8], heatmap: &Heatmap, layout: &HeatmapLayout) ->
         .map_err(error)?;
     let (cell_w, cell_h) = (CELL_WIDTH as i32, CELL_HEIGHT as i32);
     for (p, panel) in heatmap.panels.iter().enumerate() {
-        let left = (layout.left + layout.panel_width * p as u32) as i32;
+        let label_left = (layout.panel_width * p as u32) as i32;
+        let left = label_left + layout.left as i32;
         let top = layout.top as i32;
         let grid_width = cell_w * heatmap.columns.len() as i32;
         root.draw_text(&panel.title, &centred(17), (left + grid_width / 2, top - 44))
@@ -339,7 +346,7 @@ fn draw_heatmap(buffer: &mut [u8], heatmap: &Heatmap, layout: &HeatmapLayout) ->
             root.draw_text(label, &centred(14), (x, top - 14))
                 .map_err(error)?;
         }
-        let bottom = top + cell_h * heatmap.rows.len() as i32;
+        let bottom = top + cell_h * panel.rows.len() as i32;
         root.draw_text(
             &heatmap.column_label,
             &centred(15),
@@ -348,11 +355,13 @@ fn draw_heatmap(buffer: &mut [u8], heatmap: &Heatmap, layout: &HeatmapLayout) ->
         .map_err(error)?;
         for (r, row) in panel.cells.iter().enumerate() {
             let y0 = top + cell_h * r as i32;
-            if p == 0 {
-                let label = format!("{} = {}", heatmap.row_label, heatmap.rows[r]);
-                root.draw_text(&label, &centred(14), (left / 2 + 2, y0 + cell_h / 2))
-                    .map_err(error)?;
-            }
+            let label = format!("{} = {}", heatmap.row_label, panel.rows[r]);
+            root.draw_text(
+                &label,
+                &centred(14),
+                (label_left + layout.left as i32 / 2 + 4, y0 + cell_h / 2),
+            )
+            .map_err(error)?;
             for (c, cell) in row.iter().enumerate() {
                 let x0 = left + cell_w * c as i32;
                 let corners = [(x0, y0), (x0 + cell_w, y0 + cell_h)];
@@ -378,7 +387,7 @@ fn draw_heatmap(buffer: &mut [u8], heatmap: &Heatmap, layout: &HeatmapLayout) ->
     if !values.is_empty() {
         // The colour scale: a bar from the lowest value to the highest.
         let y0 = layout.height as i32 - 52;
-        let (x0, width) = (layout.left as i32, 240);
+        let (x0, width) = (layout.left as i32 + 20, 240);
         for step in 0..width {
             let colour = viridis(f64::from(step) / f64::from(width - 1));
             let x = x0 + step;
@@ -468,13 +477,13 @@ mod tests {
         let path = dir.path().join("heatmap.png");
         let panel = |title: &str, cells: Vec<Vec<HeatCell>>| HeatmapPanel {
             title: title.into(),
+            rows: vec!["1e-3".into(), "1e-2".into()],
             cells,
         };
         let mut heatmap = Heatmap {
             title: "AUSUC".into(),
             row_label: "lr".into(),
             column_label: "wd".into(),
-            rows: vec!["1e-3".into(), "1e-2".into()],
             columns: vec!["0".into(), "5e-4".into(), "1e-3".into()],
             decimals: 3,
             panels: vec![
