@@ -7,6 +7,7 @@ mod config;
 mod data;
 mod models;
 mod run;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,10 @@ enum Command {
     /// The whole pipeline of a run config: source model, pre-trained evaluation, fine-tuning on S,
     /// calibration and report. The same command resumes an interrupted run.
     Run(run::RunArgs),
+    /// A sweep: the cells of a sweep file (grids of config values) run locally N at a time, or one cell
+    /// (`--cell N`, a Slurm array task), or written as a Slurm job array (`--slurm FILE`); then
+    /// `sweep.csv`, `sweep.md` and heatmaps. The same command resumes an interrupted sweep.
+    Sweep(sweep::SweepArgs),
     /// Recompute every metric and calibration of a run directory from its saved outputs.
     Eval(run::EvalArgs),
     /// Metrics and post-hoc calibration (ALG, oracle γ*, and PCV from saved fold outputs) of saved logits,
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Sweep(args) => sweep::run(&args),
         Command::Eval(args) => run::eval(&args),
         Command::Calibrate(args) => calibrate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Data(args) => data::run(&args).map(|()| ExitCode::SUCCESS),

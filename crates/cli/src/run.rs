@@ -108,11 +108,16 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         .map_err(|error| anyhow!("{error}"))
         .with_context(|| format!("run `{}` in {}", config.name, dir.display()))?;
     observer.finish();
+    Ok(report_outcome(outcome, &dir, &signal))
+}
+
+/// Prints how a run ended (its table, or where it diverged or stopped) and gives `ftcal run`'s exit status.
+pub fn report_outcome(outcome: RunOutcome, dir: &Path, signal: &AtomicI32) -> ExitCode {
     match outcome {
         RunOutcome::Completed(report) | RunOutcome::AlreadyDone(report) => {
             println!("{}", report.table);
-            println!("report: {}", ftcal_train::RunDir::new(&dir).report().display());
-            Ok(ExitCode::SUCCESS)
+            println!("report: {}", ftcal_train::RunDir::new(dir).report().display());
+            ExitCode::SUCCESS
         }
         RunOutcome::Diverged(report) => {
             let at = report
@@ -125,24 +130,24 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
                 at.stage,
                 at.epoch,
                 at.iteration,
-                ftcal_train::RunDir::new(&dir).summary().display()
+                ftcal_train::RunDir::new(dir).summary().display()
             );
-            Ok(ExitCode::from(EXIT_DIVERGED))
+            ExitCode::from(EXIT_DIVERGED)
         }
         RunOutcome::Stopped { at } => {
             eprintln!("stopped ({at}); the same command resumes");
-            Ok(match signal.load(Ordering::SeqCst) {
+            match signal.load(Ordering::SeqCst) {
                 0 => ExitCode::SUCCESS,
                 // As a shell reports a process ended by the signal: 130 for Ctrl-C, 143 for SIGTERM.
                 signal => ExitCode::from(128 + signal as u8),
-            })
+            }
         }
     }
 }
 
 /// SIGTERM (Slurm's time limit or preemption, `kill`) and SIGINT (Ctrl-C) ask the run to stop at its next
 /// safe point; a second one ends the process at once. Returns the first signal received (0: none).
-fn stop_on_signals() -> Result<Arc<AtomicI32>> {
+pub fn stop_on_signals() -> Result<Arc<AtomicI32>> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("cannot install the SIGINT/SIGTERM handlers")?;
     let received = Arc::new(AtomicI32::new(0));
@@ -182,7 +187,7 @@ pub fn eval(args: &EvalArgs) -> Result<ExitCode> {
 
 /// Progress on a terminal: a bar per epoch (iteration, loss, lr, images/s). Elsewhere: the messages and a
 /// line per tenth of each epoch, as in `log.txt`.
-struct TerminalObserver {
+pub struct TerminalObserver {
     terminal: bool,
     bar: Option<ProgressBar>,
     stage: String,
@@ -192,7 +197,8 @@ struct TerminalObserver {
 }
 
 impl TerminalObserver {
-    fn new() -> Self {
+    /// Bars on a terminal, plain lines elsewhere.
+    pub fn new() -> Self {
         Self {
             terminal: std::io::stderr().is_terminal(),
             bar: None,
@@ -203,7 +209,8 @@ impl TerminalObserver {
         }
     }
 
-    fn finish(&mut self) {
+    /// Clears the last bar.
+    pub fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
