@@ -26,6 +26,10 @@
 #   SlurmdParameters=config_overrides   trust the CPUs/RealMemory given here; never drain the node
 #                                       because the hardware slurmd sees differs
 #   ReturnToService=2                   the node comes back after `down`/`up` without scontrol
+# MinJobAge stays at its default (300 s). `sbatch --wait` polls 2, 10, 42 s after submitting, then
+# every 32 s (a test's jobs should end within 10 s to return quickly); with MinJobAge=24 a finished
+# job was purged between polls, and sbatch printed "Job N no longer found" and exited 0.
+# Job state and logs stay in $FTCAL_SLURM_DIR across `down`/`up`; if `up` fails, run `down`.
 set -euo pipefail
 
 D=${FTCAL_SLURM_DIR:-/tmp/ftcal-slurm}
@@ -37,8 +41,8 @@ running() { [[ -e /proc/$1 ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev
 # The pid in pid file $1 if that process is a running munged/slurm* daemon.
 pid_of() {
   local p
-  p=$(cat "$1" 2>/dev/null) && [[ $p =~ ^[0-9]+$ ]] || return 1
-  grep -qE '^(munged|slurm)' "/proc/$p/comm" 2>/dev/null && running "$p" && echo "$p"
+  p=$(cat "$1" 2>/dev/null) || return 1
+  [[ $p =~ ^[0-9]+$ ]] && grep -qE '^(munged|slurm)' "/proc/$p/comm" 2>/dev/null && running "$p" && echo "$p"
 }
 alive() { pid_of "$1" >/dev/null; }
 
@@ -102,10 +106,10 @@ EOF
 }
 
 stop() {  # stop the daemon whose pid file is $1; wait up to 10 s
-  local p i
+  local p
   p=$(pid_of "$1") || return 0
   kill "$p" 2>/dev/null || true
-  for i in {1..50}; do running "$p" || return 0; sleep 0.2; done
+  for _ in {1..50}; do running "$p" || return 0; sleep 0.2; done
   kill -9 "$p" 2>/dev/null || true
 }
 
@@ -146,7 +150,11 @@ up() {
     done
     if alive "$D/slurmctld.pid" && alive "$D/slurmd.pid"; then
       state=$(sinfo -h -n "$HOST" -o %t 2>/dev/null || true)
-      [[ $state == idle ]] && { echo "local_slurm: up; node $HOST idle"; echo "export SLURM_CONF=$CONF"; return; }
+      if [[ $state == idle ]]; then
+        echo "local_slurm: up; node $HOST idle"
+        echo "export SLURM_CONF=$CONF"
+        return
+      fi
     fi
     sleep 1
   done
