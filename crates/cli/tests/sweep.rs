@@ -77,13 +77,14 @@ output_dir = "{}"
 
 const NAMES: [&str; 4] = ["lr=0.05,wd=0", "lr=0.05,wd=5e-4", "lr=1e9,wd=0", "lr=1e9,wd=5e-4"];
 
-/// The uninterrupted sweep every other test compares with, run once per test binary.
+/// The uninterrupted sweep every other test compares with, run once per test binary (`--jobs 2`).
 fn reference() -> &'static Path {
     static REFERENCE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
     let (_, dir) = REFERENCE.get_or_init(|| {
         let temp = tempfile::tempdir().unwrap();
         let sweep = tiny_sweep(temp.path());
-        let output = ftcal(&["sweep", sweep.to_str().unwrap()]);
+        // Two cells at a time: the first two both need the source model; one trains it, the other waits.
+        let output = ftcal(&["sweep", sweep.to_str().unwrap(), "--jobs", "2"]);
         assert!(
             output.status.success(),
             "{}\n{}",
@@ -460,6 +461,36 @@ fn a_bad_value_in_any_cell_fails_the_sweep_before_anything_runs() {
     let sweep = write("[grids]\n\"fine_tuning.lr\" = [0.05]\n");
     let stderr = text(&ftcal(&["sweep", sweep.to_str().unwrap()]).stderr);
     assert!(stderr.contains("did you mean `grid`?"), "{stderr}");
+}
+
+#[test]
+fn a_failing_cell_is_recorded_with_its_error_and_the_sweep_goes_on() {
+    let temp = tempfile::tempdir().unwrap();
+    let base = tiny_base(temp.path());
+    let sweep = temp.path().join("broken.toml");
+    // Valid configs, but weights that are not there: each cell fails when its run opens the model.
+    let text_of_sweep = format!(
+        "base = \"{}\"\noutput_dir = \"{}\"\n[grid]\n\"model.weights\" = [\"{}/a.safetensors\", \"{}/b.safetensors\"]\n",
+        base.display(),
+        temp.path().display(),
+        temp.path().display(),
+        temp.path().display()
+    );
+    std::fs::write(&sweep, text_of_sweep).unwrap();
+    let output = ftcal(&["sweep", sweep.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("error: 2 of 2 cells failed"), "{stderr}");
+    let dir = temp.path().join("broken");
+    let rows = csv_rows(&dir);
+    assert_eq!(rows.len(), 2);
+    for (row, file) in rows.iter().zip(["a.safetensors", "b.safetensors"]) {
+        assert_eq!(row["status"], "failed", "{row:?}");
+        assert!(row["detail"].contains(file), "the error names the file: {row:?}");
+        let record =
+            std::fs::read_to_string(dir.join("failed").join(format!("{}.txt", row["cell"]))).unwrap();
+        assert!(record.contains(file), "{record}");
+    }
 }
 
 #[test]

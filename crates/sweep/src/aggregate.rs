@@ -558,6 +558,180 @@ fn markdown_row(out: &mut String, cells: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ftcal_eval::{Divergence, RunStatus};
+
+    /// A sweep of lr × wd × seed over a minimal base config in `dir`, nothing run.
+    fn sweep_in(dir: &std::path::Path) -> Sweep {
+        let base = dir.join("base.toml");
+        std::fs::write(
+            &base,
+            "name = \"b\"\n[model]\narch = \"resnet18\"\n[data.target]\nkind = \"digits2\"\n\
+             domain = \"optdigits\"\n[data.classes]\nfine_tuning = [0, 1, 2]\n[fine_tuning]\nepochs = 2\nlr = 0.1\n[fine_tuning.optimizer]\nname = \"sgd\"\n",
+        )
+        .unwrap();
+        let file = dir.join("s.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "base = \"{}\"\noutput_dir = \"{}\"\n[grid]\n\"fine_tuning.lr\" = [0.1, 0.01]\n\
+                 \"fine_tuning.optimizer.weight_decay\" = [0.0]\nseed = [0, 1, 2]\n",
+                base.display(),
+                dir.display()
+            ),
+        )
+        .unwrap();
+        Sweep::load(&file, &[]).unwrap()
+    }
+
+    /// A CSV file as rows of (column → field), quotes undone.
+    fn read_csv(path: &std::path::Path) -> Vec<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(path).unwrap();
+        let split = |line: &str| {
+            let mut fields = vec![String::new()];
+            let mut quoted = false;
+            let mut chars = line.chars().peekable();
+            while let Some(c) = chars.next() {
+                match (c, quoted) {
+                    ('"', true) if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        fields.last_mut().unwrap().push('"');
+                    }
+                    ('"', _) => quoted = !quoted,
+                    (',', false) => fields.push(String::new()),
+                    (c, _) => fields.last_mut().unwrap().push(c),
+                }
+            }
+            fields
+        };
+        let mut lines = text.lines().map(split);
+        let header = lines.next().unwrap();
+        lines
+            .map(|fields| header.iter().cloned().zip(fields).collect())
+            .collect()
+    }
+
+    fn write_summary(cell: &Cell, summary: &Summary) {
+        std::fs::create_dir_all(&cell.dir).unwrap();
+        let json = serde_json::to_string(summary).unwrap();
+        std::fs::write(cell.dir.join("summary.json"), json).unwrap();
+    }
+
+    fn completed(ausuc: f64, y_y: f64) -> Summary {
+        Summary {
+            status: Some(RunStatus::Completed),
+            finetuned: Some(ModelMetrics {
+                acc: AccuracyPercent {
+                    y_y: Some(y_y),
+                    ..AccuracyPercent::default()
+                },
+                ausuc: Some(ausuc),
+                ..ModelMetrics::default()
+            }),
+            ..Summary::default()
+        }
+    }
+
+    #[test]
+    fn the_report_averages_seeds_and_shows_states_not_numbers() {
+        let temp = tempfile::tempdir().unwrap();
+        let sweep = sweep_in(temp.path());
+        let names: Vec<&str> = sweep.cells.iter().map(|cell| cell.name.as_str()).collect();
+        assert_eq!(names[0], "lr=0.1,wd=0,seed=0");
+        assert_eq!(names[5], "lr=0.01,wd=0,seed=2");
+        // lr 0.1: three finished seeds. lr 0.01: one finished, one diverged, one never run.
+        let ausucs = [0.5, 0.6, 0.7];
+        let accuracies = [40.0, 45.0, 53.0];
+        for (cell, (ausuc, y_y)) in sweep.cells[..3].iter().zip(ausucs.iter().zip(&accuracies)) {
+            write_summary(cell, &completed(*ausuc, *y_y));
+        }
+        write_summary(&sweep.cells[3], &completed(0.9, 70.0));
+        let diverged = Summary {
+            status: Some(RunStatus::Diverged),
+            diverged: Some(Divergence {
+                stage: "fine_tuning".into(),
+                epoch: 2,
+                iteration: 5,
+            }),
+            ..Summary::default()
+        };
+        write_summary(&sweep.cells[4], &diverged);
+        let written = write_report(&sweep).unwrap();
+        assert!(
+            written
+                .markdown
+                .contains("6 cells: 4 completed, 1 diverged, 1 pending."),
+            "{}",
+            written.markdown
+        );
+
+        let rows = read_csv(&sweep.dir.join("sweep.csv"));
+        let field = |i: usize, name: &str| rows[i][name].clone();
+        assert_eq!(field(0, "cell"), "lr=0.1,wd=0,seed=0");
+        assert_eq!(field(0, "status"), "completed");
+        assert_eq!(field(0, "fine-tuned AUSUC"), "0.5");
+        assert_eq!(field(4, "status"), "diverged");
+        assert_eq!(field(4, "detail"), "fine_tuning, epoch 2, iteration 5");
+        assert_eq!(
+            field(4, "fine-tuned AUSUC"),
+            "",
+            "a diverged cell has no number, not a zero"
+        );
+        assert_eq!(field(5, "status"), "pending");
+
+        // The seed means, against the sample statistics computed here.
+        let seeds = read_csv(&sweep.dir.join("sweep-seeds.csv"));
+        let at = |name: &str| seeds[0][name].as_str();
+        assert_eq!((at("seeds"), at("completed"), at("diverged")), ("3", "3", "0"));
+        let mean = ausucs.iter().sum::<f64>() / 3.0;
+        let std = (ausucs.iter().map(|a| (a - mean) * (a - mean)).sum::<f64>() / 2.0).sqrt();
+        assert!((at("fine-tuned AUSUC mean").parse::<f64>().unwrap() - mean).abs() < 1e-12);
+        assert!((at("fine-tuned AUSUC std").parse::<f64>().unwrap() - std).abs() < 1e-12);
+        let second = &seeds[1];
+        let counts = [
+            "fine_tuning.lr",
+            "seeds",
+            "completed",
+            "diverged",
+            "fine-tuned AUSUC std",
+        ]
+        .map(|k| second[k].as_str());
+        assert_eq!(
+            counts,
+            ["0.01", "3", "1", "1", ""],
+            "one completed seed: a mean, no std"
+        );
+
+        // The heatmap: lr 0.01 first (numbers in increasing order), its cell the divergence, not a mean.
+        let axes = sweep.heatmap_axes().unwrap().unwrap();
+        assert_eq!(
+            (axes.rows.as_str(), axes.columns.as_str()),
+            ("fine_tuning.lr", "fine_tuning.optimizer.weight_decay")
+        );
+        assert!(axes.panels.is_empty(), "the seed is averaged, not a panel");
+        let rows: Vec<Row<'_>> = sweep
+            .cells
+            .iter()
+            .map(|cell| Row {
+                cell,
+                state: sweep.state(cell).unwrap(),
+                summary: ftcal_train::report::read_summary(&RunDir::new(&cell.dir)).unwrap(),
+            })
+            .collect();
+        let map = heatmap(&sweep, &axes, &rows, "AUSUC", 3, &|row| {
+            row.summary
+                .as_ref()
+                .and_then(|s| s.finetuned.as_ref())
+                .and_then(|m| m.ausuc)
+        });
+        assert_eq!(map.panels.len(), 1);
+        assert_eq!(map.panels[0].rows, ["0.01", "0.1"]);
+        assert_eq!(map.panels[0].cells[0], [HeatCell::State("diverged 1/3".into())]);
+        match &map.panels[0].cells[1][0] {
+            HeatCell::Value(value) => assert!((value - mean).abs() < 1e-12),
+            other => panic!("{other:?}"),
+        }
+        assert!(sweep.dir.join("heatmap-ausuc.png").exists());
+    }
 
     #[test]
     fn the_standard_deviation_is_the_samples() {
