@@ -13,39 +13,11 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{digits_target_tables, ftcal, text, workspace};
+use common::{digits_target_tables, ftcal, text, tiny_run_config, workspace};
 
-/// Every stage, each as short as it can be: a source stage of 2 × 4 iterations on mnist, fine-tuning of
-/// 3 × 4 iterations on optdigits 0–4, two PCV folds of one epoch, evaluation after every epoch.
+/// Every stage, each as short as it can be (fine-tuning 3 × 4 iterations).
 fn tiny_config(dir: &Path) -> PathBuf {
-    let config = format!(
-        r#"name = "tiny"
-seed = 5
-
-{}
-[source]
-epochs = 2
-iterations_per_epoch = 4
-batch_size = 32
-lr = 0.05
-
-[data.source]
-kind = "digits2"
-domain = "mnist"
-
-[fine_tuning]
-epochs = 3
-iterations_per_epoch = 4
-batch_size = 32
-lr = 0.05
-
-[eval]
-batch_size = 500
-pcv_folds = 2
-pcv_epochs = 1
-"#,
-        digits_target_tables()
-    );
+    let config = tiny_run_config(3);
     let path = dir.join("tiny.toml");
     std::fs::write(&path, config).unwrap();
     path

@@ -67,6 +67,40 @@ eval = "digits_eval"
     )
 }
 
+/// The smallest run with every stage, named `tiny`: a source stage of 2 × 4 iterations on mnist,
+/// fine-tuning of `fine_tuning_epochs` × 4 iterations on optdigits 0–4, two PCV folds of one epoch,
+/// evaluation after every epoch.
+pub fn tiny_run_config(fine_tuning_epochs: usize) -> String {
+    format!(
+        r#"name = "tiny"
+seed = 5
+
+{}
+[source]
+epochs = 2
+iterations_per_epoch = 4
+batch_size = 32
+lr = 0.05
+
+[data.source]
+kind = "digits2"
+domain = "mnist"
+
+[fine_tuning]
+epochs = {fine_tuning_epochs}
+iterations_per_epoch = 4
+batch_size = 32
+lr = 0.05
+
+[eval]
+batch_size = 500
+pcv_folds = 2
+pcv_epochs = 1
+"#,
+        digits_target_tables()
+    )
+}
+
 /// Printed bytes as text.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
