@@ -64,7 +64,7 @@ pub struct LocalOptions {
     pub jobs: usize,
     /// GPUs to spread cells over, one cell each (`CUDA_VISIBLE_DEVICES` of its process); empty: none.
     pub devices: Vec<String>,
-    /// Arguments that only the child of `test_hook_cell` gets (the kill tests' `--pause-at`).
+    /// A cell index and arguments that only its child gets (the tests' `--pause-at`).
     pub test_hook: Option<(usize, Vec<String>)>,
 }
 
