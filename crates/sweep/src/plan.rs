@@ -14,6 +14,8 @@
 //! [[cells]]                                # optional: an explicit list, each crossed with the grid
 //! "fine_tuning.optimizer.name" = "adam"
 //! grid = { "fine_tuning.lr" = [1e-5, 1e-4] }  # a cell's own grid: values that only this cell takes
+//! # base = "configs/office-home/rw-pr.toml"   a cell's own base config (a table spans benchmarks)
+//! # tags = { benchmark = "Rw→Pr", method = "fine-tuning" }   what the cell is, for names and reports
 //!
 //! [bundles."fine_tuning.optimizer.name"]   # one choice implies others, set before the cell's values
 //! sgd = { "fine_tuning.optimizer" = { name = "sgd", momentum = 0.9 } }
@@ -85,8 +87,9 @@ impl<V: Serialize> Serialize for Ordered<V> {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepFile {
-    /// The run config every cell starts from.
-    pub base: PathBuf,
+    /// The run config every cell starts from, unless the cell names its own `base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<PathBuf>,
     /// The sweep's name, its folder under `output_dir` (default: the sweep file's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -132,6 +135,8 @@ pub struct Cell {
     pub name: String,
     /// Its value of each sweep key that it sets, in the order of [`Sweep::keys`].
     pub values: Vec<(String, toml::Value)>,
+    /// The run config it starts from.
+    pub base: PathBuf,
     /// The overrides of the base config, in the order they apply (`ftcal run BASE --set …`).
     pub overrides: Vec<Override>,
     /// The resolved config.
@@ -141,12 +146,17 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// The value of `key` as the cell's name writes it, if the cell sets it.
+    /// The value of `key` as the cell's name writes it, if the cell sets it (a tag by `tags.NAME`).
     pub fn value_text(&self, key: &str) -> Option<String> {
         self.values
             .iter()
             .find(|(name, _)| name == key)
-            .map(|(_, value)| value_text(value))
+            .map(|(name, value)| key_value_text(name, value))
+    }
+
+    /// Its tag `name` (`tags = { benchmark = "…" }` of its `[[cells]]` entry), if it has one.
+    pub fn tag(&self, name: &str) -> Option<String> {
+        self.value_text(&format!("{TAG_PREFIX}{name}"))
     }
 }
 
@@ -203,8 +213,19 @@ impl Sweep {
         }
         let bundles = bundles(&file.bundles, &grid, &explicit).map_err(&file_error)?;
         let points = points(&grid, &explicit);
-        let base = read_run_config(&file.base, &every_cell)
-            .map_err(|error| file_error(format!("base = {:?}: {error}", file.base.display().to_string())))?;
+        let base_of = |values: &[(String, toml::Value)]| -> Option<PathBuf> {
+            match values.iter().find(|(key, _)| key == BASE) {
+                Some((_, value)) => value.as_str().map(PathBuf::from),
+                None => file.base.clone(),
+            }
+        };
+        let Some(first_base) = points.first().and_then(|values| base_of(values)) else {
+            return Err(file_error(
+                "no base config: set `base` at the top of the sweep file, or in every [[cells]] entry".into(),
+            ));
+        };
+        let base = read_run_config(&first_base, &every_cell)
+            .map_err(|error| file_error(format!("base = {:?}: {error}", first_base.display().to_string())))?;
         let name = match &file.name {
             Some(name) => name.clone(),
             None => (path.file_stem())
@@ -232,25 +253,31 @@ impl Sweep {
                     "cells {first} and {index} have the same name `{cell_name}`: the same values twice"
                 )));
             }
+            let Some(cell_base) = base_of(&values) else {
+                return Err(file_error(format!(
+                    "cell {index} `{cell_name}` has no base config: set `base` at the top or in its [[cells]] entry"
+                )));
+            };
             let mut overrides = Vec::new();
             for (key, value) in &values {
                 if let Some(bundle) = bundles.get(&(key.clone(), value_text(value))) {
                     overrides.extend(bundle.iter().cloned());
                 }
             }
-            for (key, value) in &values {
+            for (key, value) in values.iter().filter(|(key, _)| !is_cell_field(key)) {
                 overrides.push(Override::new(key, value.clone()).map_err(&file_error)?);
             }
             let all: Vec<Override> = (file_set.iter().cloned())
                 .chain(overrides)
                 .chain(command_line.iter().cloned())
                 .collect();
-            match read_run_config(&file.base, &all) {
+            match read_run_config(&cell_base, &all) {
                 Ok(config) => cells.push(Cell {
                     index,
                     dir: dir.join(&cell_name),
                     name: cell_name,
                     values,
+                    base: cell_base,
                     overrides: all,
                     config,
                 }),
@@ -368,6 +395,34 @@ fn explicit_cells(cells: &[Ordered<toml::Value>]) -> Result<Vec<Vec<(String, tom
         let mut values = Vec::new();
         let mut own_grid = Vec::new();
         for (key, value) in &cell.0 {
+            if key == BASE {
+                let toml::Value::String(_) = value else {
+                    return Err(format!(
+                        "cells[{position}].base is a {}, not a path",
+                        value.type_str()
+                    ));
+                };
+                values.push((key.clone(), value.clone()));
+                continue;
+            }
+            if key == "tags" {
+                let toml::Value::Table(tags) = value else {
+                    return Err(format!(
+                        "cells[{position}].tags is a {}, not a table",
+                        value.type_str()
+                    ));
+                };
+                for (tag, text) in tags {
+                    let toml::Value::String(_) = text else {
+                        return Err(format!(
+                            "cells[{position}].tags.{tag} is a {}, not a string",
+                            text.type_str()
+                        ));
+                    };
+                    values.push((format!("{TAG_PREFIX}{tag}"), text.clone()));
+                }
+                continue;
+            }
             if key == "grid" {
                 let toml::Value::Table(table) = value else {
                     return Err(format!(
@@ -448,7 +503,12 @@ fn sweep_keys(
         for i in 0..keys.len() {
             let same: Vec<usize> = (0..keys.len()).filter(|&j| shorts[j] == shorts[i]).collect();
             if same.len() > 1 {
+                // A tag is the user's own name for what a cell is: it keeps it; config keys step aside.
+                let tagged = same.iter().any(|&j| keys[j].starts_with(TAG_PREFIX));
                 for j in same {
+                    if tagged && keys[j].starts_with(TAG_PREFIX) {
+                        continue;
+                    }
                     if depth[j] < parts[j].len() {
                         depth[j] += 1;
                         clash = true;
@@ -568,7 +628,7 @@ fn cell_name(keys: &[SweepKey], values: &[(String, toml::Value)]) -> String {
         .iter()
         .filter_map(|key| {
             let (_, value) = values.iter().find(|(name, _)| *name == key.key)?;
-            Some(format!("{}={}", key.short, value_text(value)))
+            Some(format!("{}={}", key.short, key_value_text(&key.key, value)))
         })
         .collect();
     let name: String = parts
@@ -583,6 +643,27 @@ fn cell_name(keys: &[SweepKey], values: &[(String, toml::Value)]) -> String {
         })
         .collect();
     if name.is_empty() { "base".to_string() } else { name }
+}
+
+/// A `[[cells]]` entry's own config, by this key: a path (the grid may vary it too).
+const BASE: &str = "base";
+
+/// A `[[cells]]` entry's `tags = { NAME = "…" }` stand among its values as `tags.NAME`.
+const TAG_PREFIX: &str = "tags.";
+
+/// Whether a cell's key says what the cell is rather than overriding its config: `base` and its tags.
+fn is_cell_field(key: &str) -> bool {
+    key == BASE || key.starts_with(TAG_PREFIX)
+}
+
+/// A value as cell names write it: a base config by its file name without `.toml`.
+fn key_value_text(key: &str, value: &toml::Value) -> String {
+    match (key, value) {
+        (BASE, toml::Value::String(path)) => Path::new(path)
+            .file_stem()
+            .map_or_else(|| path.clone(), |stem| stem.to_string_lossy().into_owned()),
+        _ => value_text(value),
+    }
 }
 
 /// A value as cell names, filters and bundles write it: strings bare, numbers in their shortest form
@@ -734,6 +815,60 @@ mod tests {
                 "optimizer=adam,lr=1e-4,wd=5e-4"
             ]
         );
+    }
+
+    /// A minimal valid run config (nothing is run), fine-tuning for `epochs`.
+    fn write_base(path: &Path, epochs: usize) {
+        let text = format!(
+            "name = \"b\"\n[model]\narch = \"resnet18\"\n[data.target]\nkind = \"digits2\"\n\
+             domain = \"optdigits\"\n[data.classes]\nfine_tuning = [0, 1, 2]\n[fine_tuning]\nepochs = {epochs}\nlr = 0.1\n"
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn cells_may_bring_their_own_base_config_and_tags() {
+        let temp = tempfile::tempdir().unwrap();
+        let (first, second) = (temp.path().join("ar-cl.toml"), temp.path().join("rw-pr.toml"));
+        write_base(&first, 2);
+        write_base(&second, 3);
+        let file = temp.path().join("table.toml");
+        let text = format!(
+            "output_dir = \"{}\"\n[grid]\nseed = [0, 1]\n\
+             [[cells]]\nbase = \"{}\"\ntags = {{ benchmark = \"Ar→Cl\", method = \"fine-tuning\" }}\n\
+             [[cells]]\nbase = \"{}\"\ntags = {{ benchmark = \"Rw→Pr\", method = \"frozen\" }}\n\
+             \"fine_tuning.method\" = \"frozen_classifier\"\n",
+            temp.path().display(),
+            first.display(),
+            second.display()
+        );
+        std::fs::write(&file, text).unwrap();
+        let sweep = Sweep::load(&file, &[]).unwrap();
+        let names: Vec<&str> = sweep.cells.iter().map(|cell| cell.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "base=ar-cl,benchmark=Ar_Cl,method=fine-tuning,seed=0",
+                "base=ar-cl,benchmark=Ar_Cl,method=fine-tuning,seed=1",
+                "base=rw-pr,benchmark=Rw_Pr,method=frozen,fine_tuning.method=frozen_classifier,seed=0",
+                "base=rw-pr,benchmark=Rw_Pr,method=frozen,fine_tuning.method=frozen_classifier,seed=1",
+            ]
+        );
+        let last = &sweep.cells[3];
+        assert_eq!(last.base, second);
+        assert_eq!(last.tag("benchmark").as_deref(), Some("Rw→Pr"));
+        assert_eq!(last.config.fine_tuning.epochs, 3, "the cell's own base");
+        let set: Vec<String> = last.overrides.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            set,
+            ["fine_tuning.method=\"frozen_classifier\"", "seed=1"],
+            "tags and base are no overrides"
+        );
+        assert_eq!(sweep.cells[0].config.fine_tuning.epochs, 2);
+
+        std::fs::write(&file, "[grid]\nseed = [0]\n").unwrap();
+        let error = Sweep::load(&file, &[]).unwrap_err().to_string();
+        assert!(error.contains("no base config"), "{error}");
     }
 
     #[test]

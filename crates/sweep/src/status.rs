@@ -154,7 +154,7 @@ impl Sweep {
                 let mut command = vec![
                     "ftcal".to_string(),
                     "run".to_string(),
-                    shell_quote(&self.file.base.display().to_string()),
+                    shell_quote(&cell.base.display().to_string()),
                 ];
                 for assignment in &set {
                     command.push("--set".into());
