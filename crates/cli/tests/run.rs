@@ -247,6 +247,48 @@ fn quickstart_shows_the_effect_and_eval_reproduces_its_summary() {
 }
 
 /// A huge learning rate makes the loss NaN or infinite: the run stops, says where, and exits with 3.
+/// The paper's all-classes oracle row: a run fine-tuned on every class (U empty) completes with every
+/// accuracy that is still defined and no calibration, and `ftcal eval` reproduces it.
+#[test]
+fn a_run_fine_tuned_on_every_class_has_accuracies_and_nothing_to_calibrate() {
+    let temp = tempfile::tempdir().unwrap();
+    let config = small_config(temp.path(), 1);
+    let dir = temp.path().join("all-classes");
+    let output = ftcal(&[
+        "run",
+        config.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--set",
+        "data.classes.fine_tuning=[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]",
+        "--set",
+        "eval.calibration=[\"alg\", \"pcv\", \"oracle\"]",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let run = summary(&dir);
+    assert_eq!(run["status"], "completed", "{run:#}");
+    for model in ["pretrained", "finetuned"] {
+        let acc = &run[model]["acc"];
+        assert_eq!(number(acc, &["Y/Y"]), number(acc, &["S/Y"]), "Y is S: {run:#}");
+        assert!(
+            acc.get("U/Y").is_none() && run[model].get("ausuc").is_none(),
+            "{run:#}"
+        );
+    }
+    assert_eq!(
+        run["calibrated"],
+        serde_json::json!({}),
+        "nothing to calibrate: {run:#}"
+    );
+    assert!(!dir.join("outputs/pcv").exists(), "no PCV folds are trained");
+    let log = std::fs::read_to_string(dir.join("log.txt")).unwrap();
+    assert!(log.contains("U is empty"), "{log}");
+    let before = std::fs::read(dir.join("summary.json")).unwrap();
+    let output = ftcal(&["eval", dir.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(std::fs::read(dir.join("summary.json")).unwrap(), before);
+}
+
 #[test]
 fn a_diverging_run_records_where_and_exits_with_its_own_code() {
     let temp = tempfile::tempdir().unwrap();

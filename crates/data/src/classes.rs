@@ -79,11 +79,11 @@ impl ClassesConfig {
                             "with a random S (fine_tuning = N), U is every other class; remove absent",
                         ));
                     }
-                    if *count == 0 || *count >= num_classes {
+                    if *count == 0 || *count > num_classes {
                         return Err(DataError::config(
                             format!("{key}.fine_tuning"),
                             format!(
-                                "{count} fine-tuning classes of {num_classes}: S and U must both be non-empty"
+                                "{count} fine-tuning classes of {num_classes}: S needs 1 to {num_classes} classes"
                             ),
                         ));
                     }

@@ -392,7 +392,11 @@ fn config_errors_name_the_key() {
             "data.classes.fine_tuning",
             "out of range",
         ),
-        ("fine_tuning = 10", "data.classes.fine_tuning", "non-empty"),
+        (
+            "fine_tuning = 11",
+            "data.classes.fine_tuning",
+            "S needs 1 to 10 classes",
+        ),
         ("preset = \"imagenet_r\"", "data.classes.preset", "1000 classes"),
         (
             "preset = \"office_home.source_art\"\nfine_tuning = [1]",
@@ -404,7 +408,6 @@ fn config_errors_name_the_key() {
             "data.classes.preset",
             "office_home.source_art",
         ),
-        ("absent = []", "data.classes.absent", "empty"),
     ] {
         let config = parse(&format!(
             "[data.target]\nkind = \"digits2\"\ndomain = \"mnist\"\n[data.classes]\n{classes}\n"
@@ -413,6 +416,17 @@ fn config_errors_name_the_key() {
         assert!(
             error.starts_with(key) && error.contains(words),
             "{classes}: {error}"
+        );
+    }
+    // Every class in S (U empty) is a valid split: the all-classes run.
+    for classes in ["absent = []", "fine_tuning = 10"] {
+        let config = parse(&format!(
+            "[data.target]\nkind = \"digits2\"\ndomain = \"mnist\"\n[data.classes]\n{classes}\n"
+        ));
+        let data = config.open("data").unwrap_or_else(|e| panic!("{classes}: {e}"));
+        assert!(
+            data.split.absent().is_empty() && data.split.fine_tuning().len() == 10,
+            "{classes}"
         );
     }
 }

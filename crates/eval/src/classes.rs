@@ -40,16 +40,14 @@ pub struct ClassSplit {
 impl ClassSplit {
     /// S and U given explicitly; columns in neither are outside classes that still compete in Y.
     ///
-    /// Errors when a class is out of `0..num_classes`, listed twice, in both S and U, or when S or U is empty.
+    /// U may be empty: a model fine-tuned on every class (the paper's all-classes oracle row), whose
+    /// accuracies stand and whose curve, AUSUC and calibrations are undefined.
+    ///
+    /// Errors when a class is out of `0..num_classes`, listed twice, in both S and U, or when S is empty.
     pub fn new(num_classes: usize, fine_tuning: &[usize], absent: &[usize]) -> Result<Self, EvalError> {
         if fine_tuning.is_empty() {
             return Err(EvalError::ClassSplit(
                 "the fine-tuning classes S are empty; at least one class must be fine-tuned on".into(),
-            ));
-        }
-        if absent.is_empty() {
-            return Err(EvalError::ClassSplit(
-                "the absent classes U are empty; calibration needs at least one absent class".into(),
             ));
         }
         let mut groups: Vec<Option<Group>> = vec![None; num_classes];
@@ -283,9 +281,16 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_u_is_a_split_of_every_class_into_s() {
+        let split = ClassSplit::from_absent(4, &[]).unwrap();
+        assert_eq!(split.fine_tuning(), &[0, 1, 2, 3]);
+        assert!(split.absent().is_empty());
+        assert_eq!(split.num_outside(), 0);
+    }
+
+    #[test]
     fn invalid_splits_are_refused_with_the_reason() {
-        let cases: [(Result<ClassSplit, EvalError>, &str); 6] = [
-            (ClassSplit::from_absent(4, &[]), "absent classes U are empty"),
+        let cases: [(Result<ClassSplit, EvalError>, &str); 5] = [
             (ClassSplit::from_absent(4, &[0, 1, 2, 3]), "names all 4 classes"),
             (
                 ClassSplit::from_absent(4, &[4]),

@@ -16,6 +16,11 @@ use crate::scores::{Matrix, Scores};
 /// training data: computing it on the test split (as the reference code does) leaks test labels.
 pub fn alg_gamma(scores: &Scores, split: &ClassSplit) -> Result<f64, EvalError> {
     let num_fine_tuning = split.fine_tuning().len();
+    if split.absent().is_empty() {
+        return Err(EvalError::Undefined(
+            "ALG needs absent classes: U is empty, so there is nothing to calibrate".into(),
+        ));
+    }
     if num_fine_tuning < 2 {
         return Err(EvalError::Undefined(
             "ALG needs at least two fine-tuning classes: with one, no class c ≠ y is left in S".into(),
@@ -173,7 +178,7 @@ mod tests {
     }
 
     #[test]
-    fn alg_is_undefined_without_samples_of_s_or_with_one_class_in_s() {
+    fn alg_is_undefined_without_samples_of_s_with_one_class_in_s_or_without_u() {
         let s = scores(&[0.0, 1.0, 2.0], 3, &[2]);
         let message = alg_gamma(&s, &ClassSplit::from_absent(3, &[2]).unwrap())
             .unwrap_err()
@@ -183,6 +188,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("at least two fine-tuning classes"), "{message}");
+        let message = alg_gamma(&s, &ClassSplit::from_absent(3, &[]).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("U is empty"), "{message}");
     }
 
     #[test]

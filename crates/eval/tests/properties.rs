@@ -32,6 +32,10 @@ fn cases(allow_outside: bool) -> impl Strategy<Value = Case> {
             "S and U must both be non-empty",
             |(rows, cols, raw, labels, groups)| {
                 let members = |g: u8| (0..cols).filter(|&c| groups[c] == g).collect::<Vec<_>>();
+                // An empty U is a valid split (an all-classes run) without a curve: not these properties'.
+                if members(1).is_empty() {
+                    return None;
+                }
                 let split = ClassSplit::new(cols, &members(0), &members(1)).ok()?;
                 let logits = raw.into_iter().map(|v| v as f32 / 4.0).collect();
                 Some(Case {

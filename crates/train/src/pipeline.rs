@@ -191,6 +191,11 @@ impl<'a> Context<'a> {
         }
         let split = &data.split;
         write_json(&dir.classes(), &SavedSplit::new(split))?;
+        if split.absent().is_empty() {
+            log.message(
+                "U is empty: every class is fine-tuned on (an all-classes run); accuracies are measured, nothing is calibrated",
+            );
+        }
         log.message(&format!(
             "target {}: {} train / {} test images; S = {:?} ({} train images), U = {:?}",
             data.target.name,
@@ -294,7 +299,10 @@ impl<'a> Context<'a> {
 
     /// The PCV folds: each one's split of S and the training images of its half.
     fn pcv_folds(&self) -> Result<Vec<(usize, PcvFoldSplit, ImageSet)>, TrainError> {
-        if !self.config.eval.calibration.contains(&CalibrationMethod::Pcv) {
+        // With U empty (a run fine-tuned on every class) there is no γ to choose.
+        if !self.config.eval.calibration.contains(&CalibrationMethod::Pcv)
+            || self.data.split.absent().is_empty()
+        {
             return Ok(Vec::new());
         }
         let seeds = self.config.eval.pcv_seeds.clone().unwrap_or_default();

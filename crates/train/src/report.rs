@@ -45,10 +45,10 @@ pub struct EpochMetrics {
     pub lr: Option<f64>,
     /// The test split's metrics.
     pub test: ftcal_eval::ModelMetrics,
-    /// γ by ALG on the training split of this epoch, when it was evaluated.
+    /// γ by ALG on the training split of this epoch, when it was evaluated (and U is not empty).
     pub alg_gamma: Option<f64>,
-    /// The oracle γ\* on the test curve.
-    pub oracle_gamma: f64,
+    /// The oracle γ\* on the test curve; none when U is empty (nothing to calibrate).
+    pub oracle_gamma: Option<f64>,
 }
 
 /// Everything the eval stage computed.
@@ -130,6 +130,8 @@ pub fn epoch_metrics(
 ) -> Result<EpochMetrics, TrainError> {
     let reference = train.filter(|t| t.features().is_some() && test.features().is_some());
     let evaluation = ModelEvaluation::new(test, split, reference)?;
+    // A run fine-tuned on every class (U empty) has accuracies but nothing to calibrate.
+    let calibrates = !split.absent().is_empty();
     let record = usize::try_from(epoch)
         .ok()
         .and_then(|e| history.iter().find(|r| r.epoch == e));
@@ -138,8 +140,10 @@ pub fn epoch_metrics(
         loss: record.map(|r| r.loss),
         lr: record.map(|r| r.lr),
         test: evaluation.metrics().clone(),
-        alg_gamma: train.map(|train| alg_gamma(train, split)).transpose()?,
-        oracle_gamma: evaluation.curve().oracle().gamma,
+        alg_gamma: (train.filter(|_| calibrates))
+            .map(|train| alg_gamma(train, split))
+            .transpose()?,
+        oracle_gamma: calibrates.then(|| evaluation.curve().oracle().gamma),
     })
 }
 
@@ -225,7 +229,7 @@ fn metrics_csv(rows: &[EpochMetrics]) -> String {
         cells.extend(table_cells(Some(&row.test.acc)));
         cells.extend(table_cells(Some(&row.test.acc_top5)));
         cells.extend(table_cells(row.test.ncm.as_ref()));
-        cells.extend([row.test.ausuc, row.alg_gamma, Some(row.oracle_gamma)]);
+        cells.extend([row.test.ausuc, row.alg_gamma, row.oracle_gamma]);
         let line: Vec<String> = cells.into_iter().map(cell).collect();
         out.push_str(&line.join(","));
         out.push('\n');
@@ -276,7 +280,7 @@ pub fn read_metrics(dir: &RunDir) -> Result<Vec<EpochMetrics>, TrainError> {
                 ausuc: cells[18],
             },
             alg_gamma: cells[19],
-            oracle_gamma: cells[20].ok_or_else(|| bad("no oracle gamma"))?,
+            oracle_gamma: cells[20],
         });
     }
     Ok(rows)
@@ -376,7 +380,12 @@ pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError
         && let Some((evaluation, train)) = evaluate_epoch(dir, last, &split)?
     {
         summary.finetuned = Some(evaluation.metrics().clone());
-        let methods = &config.eval.calibration;
+        // With U empty (a run fine-tuned on every class) there is nothing to calibrate.
+        let methods: &[CalibrationMethod] = if split.absent().is_empty() {
+            &[]
+        } else {
+            &config.eval.calibration
+        };
         let calibrated = |gamma: f64| -> CalibratedMetrics { evaluation.calibrated(gamma) };
         if methods.contains(&CalibrationMethod::Alg)
             && let Some(train) = &train
@@ -427,7 +436,8 @@ pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError
         }
         fine_tuned_curve = Some(evaluation.curve().clone());
     }
-    let pcv_expected = config.eval.calibration.contains(&CalibrationMethod::Pcv);
+    let pcv_expected =
+        config.eval.calibration.contains(&CalibrationMethod::Pcv) && !split.absent().is_empty();
     summary.status = match earlier.as_ref().and_then(|s| s.status) {
         Some(RunStatus::Diverged) => {
             summary.diverged = earlier.and_then(|s| s.diverged);
@@ -596,7 +606,7 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
                         row.test.ncm.and_then(|n| n.u_y),
                         row.test.ausuc,
                         row.alg_gamma,
-                        Some(row.oracle_gamma),
+                        row.oracle_gamma,
                     ],
                 )
             })
