@@ -37,7 +37,8 @@ pub use io::{read_scores, write_atomic, write_scores, write_scores_as};
 pub use ncm::NcmProbe;
 pub use pcv::{MeasuredFold, PcvFoldSplit, pcv_choice};
 pub use plot::{
-    EpochSeries, HeatCell, Heatmap, HeatmapPanel, PlotMark, plot_epochs, plot_heatmap, plot_seen_unseen,
+    EpochSeries, HeatCell, Heatmap, HeatmapPanel, PlotMark, plot_epoch_values, plot_epochs, plot_heatmap,
+    plot_seen_unseen,
 };
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{

@@ -137,11 +137,59 @@ pub fn plot_epochs(
     }
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
-    draw_epochs(&mut buffer, epochs, series, title).map_err(plot_error)?;
+    let axis = ValueAxis {
+        label: "accuracy (%)",
+        range: (0.0, 100.0),
+    };
+    draw_epochs(&mut buffer, epochs, series, title, &axis).map_err(plot_error)?;
     write_png(&buffer, (WIDTH, HEIGHT), path)
 }
 
-fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title: &str) -> Result<(), String> {
+/// Draws any values against the epoch (e.g. the head's weight norms by class group), the y axis from 0 (or
+/// the lowest value, if negative) to a little above the highest, and writes a PNG atomically to `path`.
+pub fn plot_epoch_values(
+    epochs: &[i64],
+    series: &[EpochSeries],
+    title: &str,
+    y_label: &str,
+    path: &Path,
+) -> Result<(), EvalError> {
+    let plot_error = |message: String| EvalError::Plot {
+        path: path.to_owned(),
+        message,
+    };
+    let values: Vec<f64> = (series.iter())
+        .flat_map(|line| line.values.iter().flatten().copied())
+        .filter(|value| value.is_finite())
+        .collect();
+    if epochs.is_empty() || values.is_empty() {
+        return Err(plot_error("no value to draw".into()));
+    }
+    let low = values.iter().copied().fold(0.0, f64::min);
+    let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let axis = ValueAxis {
+        label: y_label,
+        range: (low * 1.1, (high * 1.1).max(low * 1.1 + 1e-6)),
+    };
+    register_font();
+    let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+    draw_epochs(&mut buffer, epochs, series, title, &axis).map_err(plot_error)?;
+    write_png(&buffer, (WIDTH, HEIGHT), path)
+}
+
+/// The y axis of a per-epoch plot.
+struct ValueAxis<'a> {
+    label: &'a str,
+    range: (f64, f64),
+}
+
+fn draw_epochs(
+    buffer: &mut [u8],
+    epochs: &[i64],
+    series: &[EpochSeries],
+    title: &str,
+    axis: &ValueAxis<'_>,
+) -> Result<(), String> {
     let root = BitMapBackend::with_buffer(buffer, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let first = *epochs.iter().min().expect("not empty") as f64;
@@ -151,14 +199,22 @@ fn draw_epochs(buffer: &mut [u8], epochs: &[i64], series: &[EpochSeries], title:
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(56)
-        .build_cartesian_2d(first..last, 0f64..100f64)
+        .build_cartesian_2d(first..last, axis.range.0..axis.range.1)
         .map_err(|e| e.to_string())?;
+    let span = axis.range.1 - axis.range.0;
+    let decimals = if span >= 20.0 {
+        0
+    } else if span >= 2.0 {
+        1
+    } else {
+        2
+    };
     chart
         .configure_mesh()
         .x_desc("epoch (−1: pre-trained)")
-        .y_desc("accuracy (%)")
+        .y_desc(axis.label)
         .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| format!("{v:.decimals$}"))
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(|e| e.to_string())?;
@@ -469,6 +525,24 @@ mod tests {
         assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
         let err = plot_epochs(&[], &series, "t", &path).unwrap_err();
         assert!(err.to_string().contains("no evaluated epoch"), "{err}");
+    }
+
+    #[test]
+    fn values_of_any_scale_are_plotted_per_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("norms.png");
+        let series = [EpochSeries {
+            label: "‖w‖ S".into(),
+            values: vec![Some(0.8), Some(1.4), None],
+        }];
+        plot_epoch_values(&[-1, 0, 1], &series, "t", "norm", &path).unwrap();
+        assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+        let empty = [EpochSeries {
+            label: "x".into(),
+            values: vec![None],
+        }];
+        let err = plot_epoch_values(&[0], &empty, "t", "norm", &path).unwrap_err();
+        assert!(err.to_string().contains("no value"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod config_file;
 pub mod disk;
 pub mod error;
+pub mod head_norms;
 pub mod holistic;
 pub mod interrupt;
 pub mod optim;

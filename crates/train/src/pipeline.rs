@@ -25,6 +25,7 @@ use crate::TrainError;
 use crate::checkpoint::Checkpoint;
 use crate::config::{CalibrationMethod, EvalSplit, FeatureEpochs, RunConfig, TrainingSettings, config_name};
 use crate::disk::{DiskUse, RunSizes};
+use crate::head_norms::HeadNorms;
 use crate::holistic::ensemble::EnsembleKind;
 use crate::outputs::{evaluation_loader, predict};
 use crate::progress::{Observer, RunLog};
@@ -469,13 +470,14 @@ impl<'a> Context<'a> {
             };
             let test = scores_of(EvalSplit::Test).expect("eval.splits holds test");
             let history = report::training_records(self.dir)?;
-            let row = report::epoch_metrics(
+            let mut row = report::epoch_metrics(
                 epoch,
                 test,
                 scores_of(EvalSplit::Train),
                 &self.data.split,
                 &history,
             )?;
+            row.head = HeadNorms::of(model, &self.data.split);
             report::record_epoch(self.dir, row)?;
         }
         for (split, saved, scores) in outputs {

@@ -12,7 +12,7 @@ use std::path::Path;
 use ftcal_eval::{
     AccuracyPercent, CalibratedMetrics, ClassSplit, EpochSeries, FineTuningMethod, MeasuredFold,
     ModelEvaluation, PlotMark, RunStatus, Scores, Summary, Table, TopK, alg_gamma, curve_csv, pcv_choice,
-    plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
+    plot_epoch_values, plot_epochs, plot_seen_unseen, read_scores, summary_table, write_atomic,
 };
 
 pub use ftcal_eval::Divergence;
@@ -20,6 +20,7 @@ pub use ftcal_eval::Divergence;
 use crate::TrainError;
 use crate::checkpoint::{Checkpoint, EpochRecord, TrainingState};
 use crate::config::{CalibrationMethod, RunConfig, config_name};
+use crate::head_norms::HeadNorms;
 use crate::interrupt;
 use crate::run_dir::{PRETRAINED_EPOCH, PcvFoldSplit, RunDir, SavedSplit, read_json, write_json};
 
@@ -49,6 +50,9 @@ pub struct EpochMetrics {
     pub alg_gamma: Option<f64>,
     /// The oracle γ\* on the test curve; none when U is empty (nothing to calibrate).
     pub oracle_gamma: Option<f64>,
+    /// The head's weight norms by group, measured on the model when the epoch was evaluated (not from its
+    /// outputs: `ftcal eval` keeps them as recorded).
+    pub head: HeadNorms,
 }
 
 /// Everything the eval stage computed.
@@ -144,6 +148,7 @@ pub fn epoch_metrics(
             .map(|train| alg_gamma(train, split))
             .transpose()?,
         oracle_gamma: calibrates.then(|| evaluation.curve().oracle().gamma),
+        head: HeadNorms::default(),
     })
 }
 
@@ -156,7 +161,7 @@ pub fn training_records(dir: &RunDir) -> Result<Vec<EpochRecord>, TrainError> {
 
 /// Every row of `metrics.csv` computed again from the saved outputs (`ftcal eval`). An epoch saved without
 /// features keeps the NCM metrics its `recorded` row holds: they were measured before the features were
-/// dropped.
+/// dropped. The head's norms are always those recorded: they were measured on the model, not its outputs.
 pub fn recompute_rows(
     dir: &RunDir,
     split: &ClassSplit,
@@ -170,10 +175,11 @@ pub fn recompute_rows(
         };
         let train = read_output(dir, "train", epoch)?;
         let mut row = epoch_metrics(epoch, &test, train.as_ref(), split, &history)?;
-        if row.test.ncm.is_none()
-            && let Some(earlier) = recorded.iter().find(|r| r.epoch == epoch)
-        {
-            row.test.ncm = earlier.test.ncm;
+        if let Some(earlier) = recorded.iter().find(|r| r.epoch == epoch) {
+            if row.test.ncm.is_none() {
+                row.test.ncm = earlier.test.ncm;
+            }
+            row.head = earlier.head;
         }
         rows.push(row);
     }
@@ -181,7 +187,7 @@ pub fn recompute_rows(
 }
 
 /// The columns of `metrics.csv`, in order.
-const METRICS_COLUMNS: [&str; 21] = [
+const METRICS_COLUMNS: [&str; 25] = [
     "epoch",
     "loss",
     "lr",
@@ -203,6 +209,10 @@ const METRICS_COLUMNS: [&str; 21] = [
     "AUSUC",
     "ALG gamma",
     "oracle gamma",
+    "head norm S",
+    "head norm U",
+    "head bias S",
+    "head bias U",
 ];
 
 fn table_cells(table: Option<&AccuracyPercent>) -> [Option<f64>; 5] {
@@ -230,6 +240,13 @@ fn metrics_csv(rows: &[EpochMetrics]) -> String {
         cells.extend(table_cells(Some(&row.test.acc_top5)));
         cells.extend(table_cells(row.test.ncm.as_ref()));
         cells.extend([row.test.ausuc, row.alg_gamma, row.oracle_gamma]);
+        let head = &row.head;
+        cells.extend([
+            head.fine_tuning,
+            head.absent,
+            head.fine_tuning_bias,
+            head.absent_bias,
+        ]);
         let line: Vec<String> = cells.into_iter().map(cell).collect();
         out.push_str(&line.join(","));
         out.push('\n');
@@ -281,6 +298,12 @@ pub fn read_metrics(dir: &RunDir) -> Result<Vec<EpochMetrics>, TrainError> {
             },
             alg_gamma: cells[19],
             oracle_gamma: cells[20],
+            head: HeadNorms {
+                fine_tuning: cells[21],
+                absent: cells[22],
+                fine_tuning_bias: cells[23],
+                absent_bias: cells[24],
+            },
         });
     }
     Ok(rows)
@@ -482,6 +505,38 @@ pub fn evaluate_run(dir: &Path, rows: EpochRows) -> Result<RunReport, TrainError
             &format!("{}: test accuracy per epoch", config.name),
             &dir.epochs_plot(),
         )?;
+        let norms = [
+            (
+                "mean ‖w_c‖, c in S",
+                epochs.iter().map(|r| r.head.fine_tuning).collect(),
+            ),
+            (
+                "mean ‖w_c‖, c in U",
+                epochs.iter().map(|r| r.head.absent).collect(),
+            ),
+            (
+                "mean b_c, c in S",
+                epochs.iter().map(|r| r.head.fine_tuning_bias).collect(),
+            ),
+            (
+                "mean b_c, c in U",
+                epochs.iter().map(|r| r.head.absent_bias).collect(),
+            ),
+        ]
+        .map(|(label, values)| EpochSeries {
+            label: label.to_string(),
+            values,
+        });
+        // Rows recorded before the norms were (an older run) have none to draw.
+        if norms.iter().any(|line| line.values.iter().any(Option::is_some)) {
+            plot_epoch_values(
+                &epoch_numbers,
+                &norms,
+                &format!("{}: the head's weights by class group", config.name),
+                "norm / bias",
+                &dir.head_norms_plot(),
+            )?;
+        }
     }
     let table = summary_table(&summary, TopK::Top1).to_markdown();
     let report = RunReport {
@@ -588,7 +643,17 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
     let _ = writeln!(out, "## Per epoch (test split, top-1 %)\n");
     let table = Table {
         columns: [
-            "epoch", "loss", "Y/Y", "S/Y", "U/Y", "NCM U/Y", "AUSUC", "ALG γ", "γ*",
+            "epoch",
+            "loss",
+            "Y/Y",
+            "S/Y",
+            "U/Y",
+            "NCM U/Y",
+            "AUSUC",
+            "ALG γ",
+            "γ*",
+            "‖w‖ S",
+            "‖w‖ U",
         ]
         .map(String::from)
         .to_vec(),
@@ -607,13 +672,16 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
                         row.test.ausuc,
                         row.alg_gamma,
                         row.oracle_gamma,
+                        row.head.fine_tuning,
+                        row.head.absent,
                     ],
                 )
             })
             .collect(),
-        decimals: vec![4, 2, 2, 2, 2, 4, 3, 3],
+        decimals: vec![4, 2, 2, 2, 2, 4, 3, 3, 3, 3],
     };
     out.push_str(&table.to_markdown());
     out.push_str("\n![seen–unseen curve](curve.png)\n\n![accuracy per epoch](epochs.png)\n");
+    out.push_str("\n![the head's weight norms per epoch](head-norms.png)\n");
     out
 }

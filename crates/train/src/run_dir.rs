@@ -8,7 +8,7 @@
 //! checkpoints/<stage>/   state.json → model-<iteration>.safetensors, optimizer-<iteration>.safetensors
 //! outputs/<split>/<epoch>.safetensors                  epoch −1: the pre-trained model
 //! outputs/pcv/<fold>/split.json, outputs/pcv/<fold>/train.safetensors
-//! summary.json  metrics.csv  report.md  curve.png  curve.csv  epochs.png
+//! summary.json  metrics.csv  report.md  curve.png  curve.csv  epochs.png  head-norms.png
 //! ```
 
 use std::fs::File;
@@ -145,6 +145,11 @@ impl RunDir {
     /// `epochs.png`.
     pub fn epochs_plot(&self) -> PathBuf {
         self.root.join("epochs.png")
+    }
+
+    /// `head-norms.png`: the head's weight norms and biases by class group per evaluated epoch.
+    pub fn head_norms_plot(&self) -> PathBuf {
+        self.root.join("head-norms.png")
     }
 
     /// Whether any stage has saved a result yet (a run that has not may take another config).
