@@ -11,7 +11,6 @@ use ftcal_eval::{
     AccuracyPercent, CalibratedMetrics, HeatCell, Heatmap, HeatmapPanel, ModelMetrics, Summary, plot_heatmap,
     write_atomic,
 };
-use ftcal_train::RunDir;
 use serde::{Deserialize, Serialize};
 
 use crate::SweepError;
@@ -200,11 +199,7 @@ pub fn write_report(sweep: &Sweep) -> Result<ReportFiles, SweepError> {
     let figures = figures();
     let mut rows = Vec::with_capacity(sweep.cells.len());
     for cell in &sweep.cells {
-        let state = sweep.state(cell)?;
-        let summary = match state {
-            CellState::Completed => ftcal_train::report::read_summary(&RunDir::new(&cell.dir))?,
-            _ => None,
-        };
+        let (state, summary) = sweep.state_and_summary(cell)?;
         rows.push(Row { cell, state, summary });
     }
     let value = |row: &Row<'_>, name: &str| -> Option<f64> {
@@ -711,10 +706,9 @@ mod tests {
         let rows: Vec<Row<'_>> = sweep
             .cells
             .iter()
-            .map(|cell| Row {
-                cell,
-                state: sweep.state(cell).unwrap(),
-                summary: ftcal_train::report::read_summary(&RunDir::new(&cell.dir)).unwrap(),
+            .map(|cell| {
+                let (state, summary) = sweep.state_and_summary(cell).unwrap();
+                Row { cell, state, summary }
             })
             .collect();
         let map = heatmap(&sweep, &axes, &rows, "AUSUC", 3, &|row| {

@@ -12,7 +12,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ftcal_eval::{RunStatus, write_atomic};
+use ftcal_eval::{RunStatus, Summary, write_atomic};
 use ftcal_train::RunDir;
 use serde::Serialize;
 
@@ -89,18 +89,23 @@ impl Sweep {
 
     /// The state of `cell`.
     pub fn state(&self, cell: &Cell) -> Result<CellState, SweepError> {
+        Ok(self.state_and_summary(cell)?.0)
+    }
+
+    /// The state of `cell`, and its `summary.json` when it completed (read once for both).
+    pub fn state_and_summary(&self, cell: &Cell) -> Result<(CellState, Option<Summary>), SweepError> {
         let dir = RunDir::new(&cell.dir);
         if dir.is_locked() {
-            return Ok(CellState::Running);
+            return Ok((CellState::Running, None));
         }
         if let Some(summary) = ftcal_train::report::read_summary(&dir)? {
             match summary.status {
-                Some(RunStatus::Completed) => return Ok(CellState::Completed),
+                Some(RunStatus::Completed) => return Ok((CellState::Completed, Some(summary))),
                 Some(RunStatus::Diverged) => {
                     let at = summary.diverged.map_or_else(String::new, |at| {
                         format!("{}, epoch {}, iteration {}", at.stage, at.epoch, at.iteration)
                     });
-                    return Ok(CellState::Diverged { at });
+                    return Ok((CellState::Diverged { at }, None));
                 }
                 None => {}
             }
@@ -108,15 +113,19 @@ impl Sweep {
         let record = self.failure_record(cell);
         if record.exists() {
             let error = std::fs::read_to_string(&record).map_err(|e| SweepError::io(&record, &e))?;
-            return Ok(CellState::Failed {
-                error: error.trim_end().to_string(),
-            });
+            return Ok((
+                CellState::Failed {
+                    error: error.trim_end().to_string(),
+                },
+                None,
+            ));
         }
-        Ok(if dir.config().exists() {
+        let state = if dir.config().exists() {
             CellState::Interrupted
         } else {
             CellState::Pending
-        })
+        };
+        Ok((state, None))
     }
 
     /// Records the error of a cell's attempt.
