@@ -37,8 +37,8 @@ pub use io::{read_scores, write_atomic, write_scores, write_scores_as};
 pub use ncm::NcmProbe;
 pub use pcv::{MeasuredFold, PcvFoldSplit, pcv_choice};
 pub use plot::{
-    EpochSeries, HeatCell, Heatmap, HeatmapPanel, PlotMark, plot_epoch_values, plot_epochs, plot_heatmap,
-    plot_seen_unseen,
+    BarGroup, CurveLine, EpochSeries, HeatCell, Heatmap, HeatmapPanel, PlotMark, curve_points, plot_bars,
+    plot_epoch_values, plot_epochs, plot_heatmap, plot_seen_unseen, plot_seen_unseen_overlay,
 };
 pub use ranking::{Accuracy, AccuracyTable, RankedScores};
 pub use report::{

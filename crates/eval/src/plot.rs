@@ -12,12 +12,21 @@ use crate::io::write_atomic;
 
 const WIDTH: u32 = 800;
 const HEIGHT: u32 = 640;
-const MARK_COLOURS: [RGBColor; 5] = [
+const MARK_COLOURS: [RGBColor; 8] = [
     RGBColor(0, 0, 0),
     RGBColor(214, 39, 40),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
     RGBColor(255, 127, 14),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+const CURVE_COLOURS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(127, 127, 127),
 ];
 
 /// A labelled point drawn on the curve, e.g. γ = 0, ALG or the oracle γ\*.
@@ -48,18 +57,53 @@ pub fn plot_seen_unseen(
             "the test samples lack S or U, so there is no seen–unseen curve to draw".into(),
         ));
     }
-    let points: Vec<(f64, f64)> = curve
-        .points()
-        .iter()
+    let line = CurveLine {
+        label: "seen–unseen curve".into(),
+        points: curve_points(curve),
+    };
+    plot_seen_unseen_overlay(&[line], marks, title, path)
+}
+
+/// A seen–unseen curve of one model, as (Acc_{S/Y}, Acc_{U/Y}) points in percent, for an overlay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurveLine {
+    /// Legend text, e.g. the method.
+    pub label: String,
+    /// The curve's points in order of increasing γ.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The points of `curve` in percent, those where S/Y or U/Y is undefined left out.
+pub fn curve_points(curve: &SeenUnseenCurve) -> Vec<(f64, f64)> {
+    (curve.points().iter())
         .filter_map(|p| Some((p.s_y.percent()?, p.u_y.percent()?)))
-        .collect();
+        .collect()
+}
+
+/// Draws several seen–unseen curves in one chart (e.g. fine-tuning and Holistic Transfer on one
+/// benchmark: the paper's Figure 1) with `marks`, and writes a PNG atomically to `path`.
+pub fn plot_seen_unseen_overlay(
+    curves: &[CurveLine],
+    marks: &[PlotMark],
+    title: &str,
+    path: &Path,
+) -> Result<(), EvalError> {
+    if curves.iter().all(|curve| curve.points.is_empty()) {
+        return Err(EvalError::Plot {
+            path: path.to_owned(),
+            message: "no curve to draw".into(),
+        });
+    }
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
-    draw(&mut buffer, &points, marks, title).map_err(plot_error)?;
+    draw(&mut buffer, curves, marks, title).map_err(|message| EvalError::Plot {
+        path: path.to_owned(),
+        message,
+    })?;
     write_png(&buffer, (WIDTH, HEIGHT), path)
 }
 
-fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &str) -> Result<(), String> {
+fn draw(buffer: &mut [u8], curves: &[CurveLine], marks: &[PlotMark], title: &str) -> Result<(), String> {
     let root = BitMapBackend::with_buffer(buffer, (WIDTH, HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -78,15 +122,17 @@ fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &st
         .label_style(("sans-serif", 15))
         .draw()
         .map_err(|e| e.to_string())?;
-    let curve_colour = RGBColor(31, 119, 180);
-    chart
-        .draw_series(LineSeries::new(
-            points.iter().copied(),
-            curve_colour.stroke_width(2),
-        ))
-        .map_err(|e| e.to_string())?
-        .label("seen–unseen curve")
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], curve_colour.stroke_width(2)));
+    for (curve, colour) in curves.iter().zip(CURVE_COLOURS.iter().cycle()) {
+        let colour = *colour;
+        chart
+            .draw_series(LineSeries::new(
+                curve.points.iter().copied(),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(curve.label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    }
     for (mark, colour) in marks.iter().zip(MARK_COLOURS.iter().cycle()) {
         let colour = *colour;
         chart
@@ -101,7 +147,7 @@ fn draw(buffer: &mut [u8], points: &[(f64, f64)], marks: &[PlotMark], title: &st
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(SeriesLabelPosition::LowerLeft)
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -237,6 +283,118 @@ fn draw_epochs(
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerLeft)
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// One group of bars of a bar chart (e.g. a benchmark), a value per series (`None`: not measured, no bar).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BarGroup {
+    /// The group's label under its bars.
+    pub label: String,
+    /// One value per series, in percent.
+    pub values: Vec<Option<f64>>,
+}
+
+/// Draws grouped bars of percentages (e.g. the NCM probe's Acc_{U/Y} before and after fine-tuning, per
+/// benchmark), each bar labelled with its value, and writes a PNG atomically to `path`.
+pub fn plot_bars(
+    groups: &[BarGroup],
+    series: &[String],
+    title: &str,
+    y_label: &str,
+    path: &Path,
+) -> Result<(), EvalError> {
+    let plot_error = |message: String| EvalError::Plot {
+        path: path.to_owned(),
+        message,
+    };
+    if groups.is_empty() || series.is_empty() {
+        return Err(plot_error("no bar to draw".into()));
+    }
+    if let Some(group) = groups.iter().find(|g| g.values.len() != series.len()) {
+        return Err(plot_error(format!(
+            "group `{}` has {} values for {} series",
+            group.label,
+            group.values.len(),
+            series.len()
+        )));
+    }
+    register_font();
+    let width = WIDTH.max(160 * groups.len() as u32);
+    let mut buffer = vec![0u8; (width * HEIGHT * 3) as usize];
+    draw_bars(&mut buffer, width, groups, series, title, y_label).map_err(plot_error)?;
+    write_png(&buffer, (width, HEIGHT), path)
+}
+
+fn draw_bars(
+    buffer: &mut [u8],
+    width: u32,
+    groups: &[BarGroup],
+    series: &[String],
+    title: &str,
+    y_label: &str,
+) -> Result<(), String> {
+    let root = BitMapBackend::with_buffer(buffer, (width, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let n = groups.len() as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(56)
+        .build_cartesian_2d(0f64..n, 0f64..105f64)
+        .map_err(|e| e.to_string())?;
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len() * 2 + 1)
+        .x_label_formatter(&|v| {
+            // Labels sit at the middle of each group (x = i + 0.5).
+            let i = v.floor();
+            if (v - i - 0.5).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+                labels[i as usize].clone()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_label)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(("sans-serif", 15))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let slot = 0.8 / series.len() as f64;
+    for (s, (name, colour)) in series.iter().zip(CURVE_COLOURS.iter().cycle()).enumerate() {
+        let colour = *colour;
+        let bars: Vec<(f64, f64)> = (groups.iter().enumerate())
+            .filter_map(|(g, group)| Some((g as f64 + 0.1 + s as f64 * slot, group.values[s]?)))
+            .collect();
+        chart
+            .draw_series(
+                bars.iter()
+                    .map(|&(x, value)| Rectangle::new([(x, 0.0), (x + slot * 0.9, value)], colour.filled())),
+            )
+            .map_err(|e| e.to_string())?
+            .label(name.clone())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+        chart
+            .draw_series(bars.iter().map(|&(x, value)| {
+                Text::new(
+                    format!("{value:.1}"),
+                    (x + slot * 0.45, value + 1.0),
+                    TextStyle::from(("sans-serif", 13).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom)),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .label_font(("sans-serif", 15))
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
@@ -590,6 +748,49 @@ mod tests {
         heatmap.panels[1].cells[1].pop();
         let error = plot_heatmap(&heatmap, &path).unwrap_err().to_string();
         assert!(error.contains("every panel a cell for each"), "{error}");
+    }
+
+    #[test]
+    fn overlays_and_bar_charts_are_written_and_refuse_what_they_cannot_draw() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overlay.png");
+        let line = |label: &str, points: Vec<(f64, f64)>| CurveLine {
+            label: label.into(),
+            points,
+        };
+        let curves = [
+            line("fine-tuning", vec![(100.0, 0.0), (80.0, 40.0), (0.0, 100.0)]),
+            line("HT", vec![(90.0, 30.0), (0.0, 90.0)]),
+        ];
+        let mark = PlotMark {
+            label: "pre-trained".into(),
+            s_y: 50.0,
+            u_y: 50.0,
+        };
+        plot_seen_unseen_overlay(&curves, &[mark], "t", &path).unwrap();
+        assert!(std::fs::read(&path).unwrap().starts_with(b"\x89PNG"));
+        let empty = [line("none", vec![])];
+        let error = plot_seen_unseen_overlay(&empty, &[], "t", &path).unwrap_err();
+        assert!(error.to_string().contains("no curve"), "{error}");
+
+        let bars = dir.path().join("bars.png");
+        let group = |label: &str, values: Vec<Option<f64>>| BarGroup {
+            label: label.into(),
+            values,
+        };
+        let series = ["before".to_string(), "after".to_string()];
+        let groups = [
+            group("a", vec![Some(40.0), Some(55.5)]),
+            group("b", vec![None, Some(10.0)]),
+        ];
+        plot_bars(&groups, &series, "NCM", "Acc U/Y (%)", &bars).unwrap();
+        let reader = png::Decoder::new(std::io::Cursor::new(std::fs::read(&bars).unwrap()))
+            .read_info()
+            .unwrap();
+        assert_eq!((reader.info().width, reader.info().height), (WIDTH, HEIGHT));
+        let uneven = [group("a", vec![Some(1.0)])];
+        let error = plot_bars(&uneven, &series, "NCM", "%", &bars).unwrap_err();
+        assert!(error.to_string().contains("1 values for 2 series"), "{error}");
     }
 
     #[test]
