@@ -148,6 +148,8 @@ fn run_model(args: &RunArgs) -> Result<()> {
         image_size: None,
         weights: Some(args.weights.clone()),
         allow_head_mismatch: false,
+        head: Default::default(),
+        cosine_scale: None,
     };
     let (_, model, _) = settings.build("--model", &device)?;
     let inputs = TensorMap::read(&args.input)?;
@@ -281,6 +283,8 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         image_size: Some(args.image_size),
         weights: None,
         allow_head_mismatch: false,
+        head: Default::default(),
+        cosine_scale: None,
     };
     let config = settings.config("--model")?;
     let classes = config.classes();

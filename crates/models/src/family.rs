@@ -59,6 +59,12 @@ pub trait Classifier: Module + TimmWeights + Sized {
     /// The same backbone with `head`.
     fn with_head(self, head: Linear) -> Self;
 
+    /// The scale s of a cosine head (logits s·cos(feature, w_c)); `None`: the head is linear.
+    fn cosine_scale(&self) -> Option<f32>;
+
+    /// The same model with a cosine head of scale `scale`, or a linear one (`None`).
+    fn with_cosine_scale(self, scale: Option<f32>) -> Self;
+
     /// The same model with every backbone parameter frozen (no gradient).
     fn freeze_backbone(self) -> Self;
 

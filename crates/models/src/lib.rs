@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ModelError;
 pub use family::{Classifier, Family, param_ids};
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
-pub use settings::ModelSettings;
+pub use settings::{DEFAULT_COSINE_SCALE, HeadKind, ModelSettings};
 pub use vit::{Activation, Vit, VitConfig};
 pub use weights::{LoadOptions, TensorMap, TimmWeights, WeightLoader, WeightWriter};
 
@@ -116,6 +116,11 @@ impl ModelConfig {
     }
 }
 
+/// The L2 norm along `dim` (kept as a size-1 dimension), floored so that a zero vector gives zeros.
+fn l2_norm(x: Tensor<2>, dim: usize) -> Tensor<2> {
+    x.powi_scalar(2).sum_dim(dim).sqrt().clamp_min(1e-12)
+}
+
 /// The two groups of parameters, for per-group learning rates and freezing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParamGroup {
@@ -145,9 +150,30 @@ impl Model {
         each_family!(self, Model, model => model.head())
     }
 
-    /// Logits `[B, C]` from features `[B, D]`.
+    /// Logits `[B, C]` from features `[B, D]`: the linear head's, or a cosine head's s·cos(f, w_c).
     pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
-        self.head().forward(features)
+        match self.cosine_scale() {
+            None => self.head().forward(features),
+            Some(scale) => {
+                // The linear head's weights are the class vectors (its columns); the bias is not used, so
+                // a cosine head loads from, and saves as, a linear one.
+                let weight = self.head().weight.val();
+                let features = features.clone() / l2_norm(features, 1);
+                let weight = weight.clone() / l2_norm(weight, 0);
+                features.matmul(weight).mul_scalar(scale)
+            }
+        }
+    }
+
+    /// The scale s of the cosine head; `None` for a linear head.
+    pub fn cosine_scale(&self) -> Option<f32> {
+        each_family!(self, Model, model => model.cosine_scale())
+    }
+
+    /// The same model with a cosine head of scale `scale` (the linear head's weights as class vectors),
+    /// or a linear head (`None`).
+    pub fn with_cosine_scale(self, scale: Option<f32>) -> Self {
+        each_family!(map self, Model => Model, model => model.with_cosine_scale(scale))
     }
 
     /// Logits `[B, C]` of images `[B, 3, H, W]`.
@@ -232,5 +258,87 @@ impl Model {
         let config = toml::to_string(config).map_err(|error| ModelError::file(path, error.to_string()))?;
         metadata.insert("ftcal_model".to_string(), config);
         self.to_timm().write_safetensors(path, metadata)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    fn small_resnet() -> ModelConfig {
+        toml::from_str(
+            "family = \"resnet\"\nblock = \"basic\"\nlayers = [1, 1, 1, 1]\nchannels = [4, 4, 4, 4]\n\
+             stem_width = 4\nstem = \"small\"\nclasses = 3\nimage_size = 8\n",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cosine_head_is_the_scaled_cosine_of_features_and_the_linear_heads_columns() {
+        let device = Device::flex();
+        let linear = small_resnet().init(&device);
+        let cosine = small_resnet().init(&device).with_cosine_scale(Some(16.0));
+        // The same weights: a cosine head loads from a linear head's file.
+        let (cosine, _) = cosine
+            .load_timm(&linear.to_timm(), LoadOptions::default(), &device)
+            .unwrap();
+        assert_eq!(cosine.cosine_scale(), Some(16.0));
+        let features = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0], [2, 4]),
+            &device,
+        );
+        let got: Vec<f32> = cosine.logits(features.clone()).into_data().try_to_vec::<f32>().unwrap();
+        let weight: Vec<f32> = linear.head().weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let rows: Vec<f32> = features.into_data().try_to_vec::<f32>().unwrap();
+        for b in 0..2 {
+            let f = &rows[b * 4..b * 4 + 4];
+            let f_norm = f.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            for c in 0..3 {
+                let w: Vec<f32> = (0..4).map(|d| weight[d * 3 + c]).collect();
+                let w_norm = w.iter().map(|v| v * v).sum::<f32>().sqrt();
+                let dot: f32 = f.iter().zip(&w).map(|(a, b)| a * b).sum();
+                let expected = 16.0 * dot / (f_norm * w_norm);
+                assert!(
+                    (got[b * 3 + c] - expected).abs() < 1e-4,
+                    "{b},{c}: {} vs {expected}",
+                    got[b * 3 + c]
+                );
+            }
+        }
+        // A zero feature vector (a dead ReLU) gives zero logits, not NaN.
+        assert!(got[3..6].iter().all(|v| *v == 0.0), "{got:?}");
+        // The scale survives freezing and the linear head's logits are untouched.
+        assert_eq!(cosine.freeze(ParamGroup::Head).cosine_scale(), Some(16.0));
+        assert_eq!(linear.cosine_scale(), None);
+    }
+
+    #[test]
+    fn cosine_scale_needs_a_cosine_head_and_a_positive_value() {
+        let settings = |text: &str| -> ModelSettings {
+            toml::from_str(&format!("arch = \"resnet18\"\n{text}")).unwrap()
+        };
+        assert_eq!(settings("").head_scale(), None);
+        assert_eq!(settings("head = \"cosine\"").head_scale(), Some(16.0));
+        assert_eq!(
+            settings("head = \"cosine\"\ncosine_scale = 30.0").head_scale(),
+            Some(30.0)
+        );
+        let error = settings("cosine_scale = 30.0")
+            .config("model")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("model.cosine_scale") && error.contains("cosine head"),
+            "{error}"
+        );
+        let error = (settings("head = \"cosine\"\ncosine_scale = -1.0")
+            .config("model")
+            .unwrap_err())
+        .to_string();
+        assert!(error.contains("positive"), "{error}");
+        assert!(toml::from_str::<ModelSettings>("arch = \"resnet18\"\nhead = \"cosin\"").is_err());
+        // A linear head is left out of a written config, so configs written before the option read the same.
+        assert!(!toml::to_string(&settings("")).unwrap().contains("head ="));
     }
 }

@@ -242,6 +242,7 @@ impl Family for ResNetConfig {
             max_pool: self.stem == Stem::Imagenet,
             stages,
             fc: LinearConfig::new(self.feature_dim(), self.classes).init(device),
+            cosine_scale: None,
         }
     }
 }
@@ -346,6 +347,8 @@ pub struct ResNet {
     pub stages: Vec<Vec<Block>>,
     /// The linear head.
     pub fc: Linear,
+    /// The scale of a cosine head, which uses `fc`'s weights and not its bias; `None`: linear.
+    pub cosine_scale: Option<f32>,
 }
 
 impl ResNet {
@@ -400,6 +403,14 @@ impl Classifier for ResNet {
 
     fn with_head(self, fc: Linear) -> Self {
         Self { fc, ..self }
+    }
+
+    fn cosine_scale(&self) -> Option<f32> {
+        self.cosine_scale
+    }
+
+    fn with_cosine_scale(self, cosine_scale: Option<f32>) -> Self {
+        Self { cosine_scale, ..self }
     }
 
     fn freeze_backbone(self) -> Self {

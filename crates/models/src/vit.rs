@@ -192,6 +192,7 @@ impl Family for VitConfig {
             blocks,
             norm: norm(),
             head: linear(self.embed, self.classes),
+            cosine_scale: None,
         }
     }
 }
@@ -295,6 +296,8 @@ pub struct Vit {
     pub norm: LayerNorm,
     /// Linear head.
     pub head: Linear,
+    /// The scale of a cosine head, which uses `head`'s weights and not its bias; `None`: linear.
+    pub cosine_scale: Option<f32>,
 }
 
 impl Classifier for Vit {
@@ -323,6 +326,14 @@ impl Classifier for Vit {
 
     fn with_head(self, head: Linear) -> Self {
         Self { head, ..self }
+    }
+
+    fn cosine_scale(&self) -> Option<f32> {
+        self.cosine_scale
+    }
+
+    fn with_cosine_scale(self, cosine_scale: Option<f32>) -> Self {
+        Self { cosine_scale, ..self }
     }
 
     fn freeze_backbone(self) -> Self {

@@ -368,9 +368,11 @@ impl<'a> Context<'a> {
             }
             EnsembleKind::Weights => {
                 let weights = ensemble.combine_weights(&model.to_timm(), &self.pretrained_model()?.to_timm());
-                let (combined, _) =
-                    self.initial_model()?
-                        .load_timm(&weights, Default::default(), &self.training_device)?;
+                let (combined, _) = (self.pretrained_model()?).load_timm(
+                    &weights,
+                    Default::default(),
+                    &self.training_device,
+                )?;
                 self.predict(&combined, loader, features, what, log)
             }
         }
@@ -418,15 +420,18 @@ impl<'a> Context<'a> {
     }
 
     /// The pre-trained model, built anew from files: the source stage's result when there is one, else
-    /// [`Self::initial_model`].
+    /// [`Self::initial_model`]; with `[model]`'s head (a cosine head takes the linear head's weights).
     fn pretrained_model(&self) -> Result<Model, TrainError> {
         let model = self.initial_model()?;
-        if self.config.source.is_none() {
-            return Ok(model);
-        }
-        let weights = ftcal_models::TensorMap::read(&self.dir.source_model())?;
-        let (model, _) = model.load_timm(&weights, Default::default(), &self.training_device)?;
-        Ok(model)
+        let model = if self.config.source.is_none() {
+            model
+        } else {
+            let weights = ftcal_models::TensorMap::read(&self.dir.source_model())?;
+            model
+                .load_timm(&weights, Default::default(), &self.training_device)?
+                .0
+        };
+        Ok(model.with_cosine_scale(self.model_settings.head_scale()))
     }
 
     /// Evaluates `model` as the model of `epoch`: records the epoch's row of `metrics.csv`, then saves the

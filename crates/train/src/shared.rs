@@ -79,6 +79,11 @@ pub fn source_key(config: &RunConfig) -> String {
     if let Some(toml::Value::Table(data)) = table.get_mut("data") {
         data.remove("classes");
     }
+    // A source stage trains a linear head whatever `model.head` is; the head changes the outputs only.
+    if let Some(toml::Value::Table(model)) = table.get_mut("model") {
+        model.remove("head");
+        model.remove("cosine_scale");
+    }
     toml::to_string(&table).expect("a TOML table serialises")
 }
 
@@ -87,11 +92,15 @@ pub fn source_key(config: &RunConfig) -> String {
 fn pretrained_key(config: &RunConfig) -> String {
     let eval = &config.eval;
     let kept_features = eval.ncm && eval.save.features != FeatureEpochs::None;
-    format!(
+    let mut key = format!(
         "batch_size = {}\nfeatures = {kept_features}\ndtype = \"{}\"\n",
         eval.batch_size,
         config_name(&eval.save.dtype)
-    )
+    );
+    if let Some(scale) = config.model.head_scale() {
+        key.push_str(&format!("cosine_scale = {scale}\n"));
+    }
+    key
 }
 
 /// FNV-1a, 64 bits, as 16 hex digits: a stable name for a key (the key itself is stored and compared).
