@@ -188,6 +188,16 @@ mod tests {
     }
 
     #[test]
+    fn a_cosine_head_shares_the_source_stage_but_not_the_pretrained_outputs() {
+        let mut cosine = config("");
+        cosine.model.head = ftcal_models::HeadKind::Cosine;
+        cosine.model.cosine_scale = Some(10.0);
+        assert_eq!(source_key(&cosine), source_key(&config("")));
+        assert_ne!(pretrained_key(&cosine), pretrained_key(&config("")));
+        assert!(pretrained_key(&cosine).contains("cosine_scale = 10"));
+    }
+
+    #[test]
     fn the_pretrained_key_follows_what_the_saved_outputs_depend_on() {
         let plain = pretrained_key(&config(""));
         assert_eq!(pretrained_key(&config("[eval]\nevery = 3\n")), plain);
