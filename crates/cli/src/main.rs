@@ -6,6 +6,7 @@ mod calibrate;
 mod config;
 mod data;
 mod models;
+mod report;
 mod run;
 mod sweep;
 
@@ -31,6 +32,10 @@ enum Command {
     /// (`--cell N`, a Slurm array task), or written as a Slurm job array (`--slurm FILE`); then
     /// `sweep.csv`, `sweep.md` and heatmaps. The same command resumes an interrupted sweep.
     Sweep(sweep::SweepArgs),
+    /// The paper's tables (Table 1, top-1 and top-5; Table 2; the appendix's comparisons) as Markdown,
+    /// CSV and LaTeX, and Figure 1 and the NCM bar chart, from an experiment plan's runs or run
+    /// directories; mean ± std over seeds; missing or failed runs shown as such.
+    Report(report::ReportArgs),
     /// Recompute every metric and calibration of a run directory from its saved outputs.
     Eval(run::EvalArgs),
     /// Metrics and post-hoc calibration (ALG, oracle γ*, and PCV from saved fold outputs) of saved logits,
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Sweep(args) => sweep::run(&args),
+        Command::Report(args) => report::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Eval(args) => run::eval(&args),
         Command::Calibrate(args) => calibrate::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Data(args) => data::run(&args).map(|()| ExitCode::SUCCESS),

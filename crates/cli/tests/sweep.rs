@@ -578,3 +578,153 @@ fn a_slurm_job_array_runs_the_unfinished_cells() {
     );
     let _ = Command::new(&slurm).arg("down").status();
 }
+
+/// One figure of a cell's `summary.json`, as the JSON holds it (the report must carry it unchanged).
+fn summary_figure(cell: &Path, pointer: &str) -> serde_json::Value {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cell.join("summary.json")).unwrap()).unwrap();
+    summary
+        .pointer(pointer)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// The `mean` of a cell of a report's CSV.
+fn report_mean(csv: &str, row: &str, benchmark: &str, column: &str) -> String {
+    let line = (csv.lines())
+        .map(split_csv)
+        .find(|fields| fields[0] == row && fields[1] == benchmark && fields[2] == column)
+        .unwrap_or_else(|| panic!("no {row} / {benchmark} / {column} in\n{csv}"));
+    assert_eq!(line[6], "completed", "{line:?}");
+    line[3].clone()
+}
+
+#[test]
+fn an_experiment_plan_runs_and_its_report_carries_every_runs_figures() {
+    let temp = tempfile::tempdir().unwrap();
+    let base = tiny_base(temp.path());
+    let plan = temp.path().join("table.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"base = "{}"
+output_dir = "{}"
+[[cells]]
+tags = {{ benchmark = "S0-4" }}
+grid = {{ "tags.method" = ["fine-tuning", "holistic-transfer", "all-classes", "cosine-classifier"] }}
+[[cells]]
+tags = {{ benchmark = "S5-9" }}
+grid = {{ "tags.method" = ["fine-tuning", "all-classes"] }}
+[bundles."tags.benchmark"]
+"S5-9" = {{ "data.classes.fine_tuning" = [5, 6, 7, 8, 9] }}
+[bundles."tags.method"]
+holistic-transfer = {{ "fine_tuning.method" = "holistic_transfer", "eval.calibration" = ["alg", "oracle"] }}
+all-classes = {{ "data.classes.fine_tuning" = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "eval.calibration" = [] }}
+cosine-classifier = {{ "model.head" = "cosine", "eval.calibration" = ["alg", "oracle"] }}
+"#,
+            base.display(),
+            temp.path().display()
+        ),
+    )
+    .unwrap();
+    let output = ftcal(&["sweep", plan.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = ftcal(&["report", plan.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let printed = text(&output.stdout);
+    assert!(printed.contains("## Table 1: top-1 accuracy (%)"), "{printed}");
+    let folder = temp.path().join("table");
+    let report = folder.join("report");
+    let table1 = std::fs::read_to_string(report.join("table1.csv")).unwrap();
+    let cell = |benchmark: &str, method: &str| folder.join(format!("benchmark={benchmark},method={method}"));
+    let figure = |value: serde_json::Value| value.as_f64().unwrap().to_string();
+    for benchmark in ["S0-4", "S5-9"] {
+        let fine_tuning = cell(benchmark, "fine-tuning");
+        for (row, pointer) in [
+            ("Pre-trained", "/pretrained/acc/U~1Y"),
+            ("Fine-tuning", "/finetuned/acc/U~1Y"),
+            ("Fine-tuning + γ (ALG)", "/calibrated/alg/acc/U~1Y"),
+            ("Fine-tuning + γ (PCV)", "/calibrated/pcv/acc/U~1Y"),
+        ] {
+            let expected = figure(summary_figure(&fine_tuning, pointer));
+            assert_eq!(
+                report_mean(&table1, row, benchmark, "U/Y"),
+                expected,
+                "{row} {benchmark}"
+            );
+        }
+        if benchmark == "S0-4" {
+            let holistic = figure(summary_figure(
+                &cell(benchmark, "holistic-transfer"),
+                "/finetuned/acc/Y~1Y",
+            ));
+            assert_eq!(
+                report_mean(&table1, "Holistic Transfer (HT-style, ftcal)", benchmark, "Y/Y"),
+                holistic
+            );
+        }
+        // The oracle: its own Y/Y, and S/Y and U/Y measured from its saved outputs under the benchmark's S and U.
+        let oracle = cell(benchmark, "all-classes");
+        assert_eq!(
+            report_mean(&table1, "Oracle (all classes)", benchmark, "Y/Y"),
+            figure(summary_figure(&oracle, "/finetuned/acc/Y~1Y"))
+        );
+        assert!(
+            summary_figure(&oracle, "/finetuned/acc/U~1Y").is_null(),
+            "U is empty in the run itself"
+        );
+        let u_y: f64 = report_mean(&table1, "Oracle (all classes)", benchmark, "U/Y")
+            .parse()
+            .unwrap();
+        assert!((0.0..=100.0).contains(&u_y));
+        assert!(report.join(format!("figure1-{benchmark}.png")).exists());
+    }
+    // The two benchmarks' oracles are the same all-classes model, measured under different S and U.
+    let s_y = |benchmark| report_mean(&table1, "Oracle (all classes)", benchmark, "S/Y");
+    let u_y = |benchmark| report_mean(&table1, "Oracle (all classes)", benchmark, "U/Y");
+    assert_eq!((s_y("S0-4"), u_y("S0-4")), (u_y("S5-9"), s_y("S5-9")));
+    // The cosine classifier is a run of its own (its own figures), in the FC-vs-cosine table.
+    let head = std::fs::read_to_string(report.join("appendix-head.csv")).unwrap();
+    let cosine = figure(summary_figure(
+        &cell("S0-4", "cosine-classifier"),
+        "/finetuned/ausuc",
+    ));
+    assert_eq!(
+        report_mean(&head, "Fine-tuning, cosine classifier", "S0-4", "AUSUC"),
+        cosine
+    );
+    assert_ne!(
+        cosine,
+        figure(summary_figure(&cell("S0-4", "fine-tuning"), "/finetuned/ausuc"))
+    );
+    for file in [
+        "table1.md",
+        "table1.tex",
+        "table1-top5.csv",
+        "table2.md",
+        "appendix-calibration.tex",
+        "ncm.png",
+        "report.md",
+    ] {
+        assert!(report.join(file).exists(), "{file}");
+    }
+
+    // The same runs named as directories: grouped by their domains, typed by their configs.
+    let dirs = [
+        cell("S0-4", "fine-tuning"),
+        cell("S0-4", "holistic-transfer"),
+        cell("S0-4", "cosine-classifier"),
+    ];
+    let out = temp.path().join("from-dirs");
+    let mut arguments = vec!["report".to_string(), "--out".into(), out.display().to_string()];
+    arguments.extend(dirs.iter().map(|dir| dir.display().to_string()));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let output = ftcal(&arguments);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let from_dirs = std::fs::read_to_string(out.join("table1.csv")).unwrap();
+    assert_eq!(
+        report_mean(&from_dirs, "Fine-tuning", "mnist→optdigits", "Y/Y"),
+        report_mean(&table1, "Fine-tuning", "S0-4", "Y/Y")
+    );
+    assert!(out.join("appendix-head.md").exists());
+}
