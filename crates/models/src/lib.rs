@@ -288,8 +288,18 @@ mod tests {
             TensorData::new(vec![1.0f32, 2.0, -1.0, 0.5, 0.0, 0.0, 0.0, 0.0], [2, 4]),
             &device,
         );
-        let got: Vec<f32> = cosine.logits(features.clone()).into_data().try_to_vec::<f32>().unwrap();
-        let weight: Vec<f32> = linear.head().weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let got: Vec<f32> = cosine
+            .logits(features.clone())
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let weight: Vec<f32> = linear
+            .head()
+            .weight
+            .val()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let rows: Vec<f32> = features.into_data().try_to_vec::<f32>().unwrap();
         for b in 0..2 {
             let f = &rows[b * 4..b * 4 + 4];
