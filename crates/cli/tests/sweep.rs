@@ -693,6 +693,10 @@ cosine-classifier = {{ "model.head" = "cosine", "eval.calibration" = ["alg", "or
         report_mean(&head, "Fine-tuning, cosine classifier", "S0-4", "AUSUC"),
         cosine
     );
+    assert!(
+        !head.contains("S5-9"),
+        "only the benchmarks that ran the cosine classifier:\n{head}"
+    );
     assert_ne!(
         cosine,
         figure(summary_figure(&cell("S0-4", "fine-tuning"), "/finetuned/ausuc"))

@@ -448,6 +448,12 @@ pub fn all_tables(runs: &Runs) -> Vec<ReportTable> {
         if !spec.needs.iter().any(|m| present(*m)) {
             continue;
         }
+        // A benchmark is a column group of the table only where the table's own runs are (the cosine
+        // classifier's table has the benchmarks that ran it, not every benchmark of the plan).
+        let benchmarks: Vec<String> = (runs.benchmarks.iter())
+            .filter(|b| (runs.records.iter()).any(|r| r.benchmark == **b && spec.needs.contains(&r.method)))
+            .cloned()
+            .collect();
         let mut rows = Vec::new();
         for row in &spec.rows {
             let mut variants = runs.variants(row.method);
@@ -461,7 +467,7 @@ pub fn all_tables(runs: &Runs) -> Vec<ReportTable> {
                     format!("{} ({variant})", row.label)
                 };
                 let mut cells = Vec::new();
-                for benchmark in &runs.benchmarks {
+                for benchmark in &benchmarks {
                     let members = runs.members(benchmark, row.method, &variant);
                     for read in &row.read {
                         cells.push(aggregate(&members, *read));
@@ -486,7 +492,7 @@ pub fn all_tables(runs: &Runs) -> Vec<ReportTable> {
         tables.push(ReportTable {
             name: spec.name.to_string(),
             title: spec.title.to_string(),
-            benchmarks: runs.benchmarks.clone(),
+            benchmarks,
             columns: spec.columns,
             rows,
         });
