@@ -470,6 +470,11 @@ fn the_shipped_sweeps_expand_and_validate() {
     for (file, cells) in [
         ("configs/sweeps/digits2-optimizers.toml", 12),
         ("configs/sweeps/office-home-optimizers.toml", 96),
+        ("experiments/digits2-table1.toml", 16),
+        ("experiments/table1.toml", 48),
+        ("experiments/table2.toml", 32),
+        ("experiments/appendix-methods.toml", 48),
+        ("experiments/appendix-head.toml", 32),
     ] {
         let output = ftcal(&["sweep", file, "--dry-run"]);
         let stdout = text(&output.stdout);
@@ -478,6 +483,21 @@ fn the_shipped_sweeps_expand_and_validate() {
         assert_eq!(stdout.lines().count(), cells + 1, "{stdout}");
     }
     let temp = tempfile::tempdir().unwrap();
+    // The paper's plan reads before anything ran: every benchmark a column, every cell pending.
+    let report = temp.path().join("report");
+    let output = ftcal(&[
+        "report",
+        "experiments/table1.toml",
+        "--out",
+        report.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let table1 = std::fs::read_to_string(report.join("table1.csv")).unwrap();
+    assert_eq!(table1.lines().count(), 1 + 6 * 16 * 3, "{table1}");
+    assert!(
+        table1.lines().skip(1).all(|line| line.ends_with(",pending")),
+        "{table1}"
+    );
     let script = temp.path().join("sweep.sbatch");
     let output = ftcal(&[
         "sweep",
