@@ -31,27 +31,7 @@ pub fn markdown(table: &ReportTable) -> String {
     writeln!(out, "| {} |", rule.join(" | ")).unwrap();
     for (r, row) in table.rows.iter().enumerate() {
         let mut line = vec![escape(&row.label)];
-        for b in 0..table.benchmarks.len() {
-            for c in 0..table.columns.len() {
-                let decimals = table.columns[c].decimals;
-                line.push(match table.cell(r, b, c) {
-                    TableCell::Value { mean, std, .. } => {
-                        let mean = format!("{mean:.decimals$}");
-                        let mean = if table.is_best(r, b, c) {
-                            format!("**{mean}**")
-                        } else {
-                            mean
-                        };
-                        match std {
-                            Some(std) => format!("{mean} ± {std:.decimals$}"),
-                            None => mean,
-                        }
-                    }
-                    TableCell::Undefined => "—".to_string(),
-                    TableCell::State(state) => format!("*{}*", escape(state)),
-                });
-            }
-        }
+        line.extend(row_cells(table, r, &MARKDOWN));
         writeln!(out, "| {} |", line.join(" | ")).unwrap();
     }
     out.push('\n');
@@ -89,6 +69,56 @@ fn legend(table: &ReportTable) -> String {
     }
     parts.push("—: not defined for these runs; a word in italics: the state of a cell's runs.".into());
     format!("{}\n", parts.join(" "))
+}
+
+/// How a format writes a cell: the best value, a mean with its standard deviation, an undefined figure,
+/// a state.
+struct CellFormat {
+    bold: fn(&str) -> String,
+    spread: fn(&str, &str) -> String,
+    undefined: &'static str,
+    state: fn(&str) -> String,
+}
+
+const MARKDOWN: CellFormat = CellFormat {
+    bold: |mean| format!("**{mean}**"),
+    spread: |mean, std| format!("{mean} ± {std}"),
+    undefined: "—",
+    state: |state| format!("*{}*", state.replace('|', "\\|")),
+};
+
+const LATEX: CellFormat = CellFormat {
+    bold: |mean| format!("\\textbf{{{mean}}}"),
+    spread: |mean, std| format!("{mean}{{\\scriptsize\\,$\\pm$\\,{std}}}"),
+    undefined: "--",
+    state: |state| format!("\\textit{{{}}}", latex_text(state)),
+};
+
+/// Row `r`'s cells, benchmark by benchmark, as `format` writes them.
+fn row_cells(table: &ReportTable, r: usize, format: &CellFormat) -> Vec<String> {
+    let mut cells = Vec::new();
+    for b in 0..table.benchmarks.len() {
+        for (c, column) in table.columns.iter().enumerate() {
+            let decimals = column.decimals;
+            cells.push(match table.cell(r, b, c) {
+                TableCell::Value { mean, std, .. } => {
+                    let shown = format!("{mean:.decimals$}");
+                    let shown = if table.is_best(r, b, c) {
+                        (format.bold)(&shown)
+                    } else {
+                        shown
+                    };
+                    match std {
+                        Some(std) => (format.spread)(&shown, &format!("{std:.decimals$}")),
+                        None => shown,
+                    }
+                }
+                TableCell::Undefined => format.undefined.to_string(),
+                TableCell::State(state) => (format.state)(state),
+            });
+        }
+    }
+    cells
 }
 
 /// The table as CSV, one line per cell: `row,benchmark,column,mean,std,seeds,state` with full precision;
@@ -170,27 +200,7 @@ pub fn latex(table: &ReportTable) -> String {
             out.push_str("\\midrule\n");
         }
         let mut line = vec![latex_text(&row.label)];
-        for b in 0..table.benchmarks.len() {
-            for c in 0..columns {
-                let decimals = table.columns[c].decimals;
-                line.push(match table.cell(r, b, c) {
-                    TableCell::Value { mean, std, .. } => {
-                        let mean = format!("{mean:.decimals$}");
-                        let mean = if table.is_best(r, b, c) {
-                            format!("\\textbf{{{mean}}}")
-                        } else {
-                            mean
-                        };
-                        match std {
-                            Some(std) => format!("{mean}{{\\scriptsize\\,$\\pm$\\,{std:.decimals$}}}"),
-                            None => mean,
-                        }
-                    }
-                    TableCell::Undefined => "--".to_string(),
-                    TableCell::State(state) => format!("\\textit{{{}}}", latex_text(state)),
-                });
-            }
-        }
+        line.extend(row_cells(table, r, &LATEX));
         writeln!(out, "{} \\\\", line.join(" & ")).unwrap();
     }
     out.push_str("\\bottomrule\n\\end{tabular}\n");

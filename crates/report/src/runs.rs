@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use ftcal_eval::{ModelEvaluation, ModelMetrics, RunStatus, Summary, read_scores};
+use ftcal_eval::{ModelEvaluation, ModelMetrics, Summary, read_scores};
 use ftcal_sweep::{CellState, Sweep};
 use ftcal_train::RunDir;
 use ftcal_train::run_dir::SavedSplit;
@@ -196,24 +196,10 @@ impl Runs {
     }
 }
 
-/// The state of a run directory outside a sweep (no failure records there).
+/// The state of a run directory outside a sweep: what it says of itself, else interrupted (it has a
+/// config: it started). There are no failure records outside a sweep.
 fn run_state(dir: &RunDir) -> Result<(CellState, Option<Summary>), ReportError> {
-    if dir.is_locked() {
-        return Ok((CellState::Running, None));
-    }
-    if let Some(summary) = ftcal_train::report::read_summary(dir)? {
-        match summary.status {
-            Some(RunStatus::Completed) => return Ok((CellState::Completed, Some(summary))),
-            Some(RunStatus::Diverged) => {
-                let at = summary.diverged.map_or_else(String::new, |at| {
-                    format!("{}, epoch {}, iteration {}", at.stage, at.epoch, at.iteration)
-                });
-                return Ok((CellState::Diverged { at }, None));
-            }
-            None => {}
-        }
-    }
-    Ok((CellState::Interrupted, None))
+    Ok(ftcal_sweep::status::run_dir_state(dir)?.unwrap_or((CellState::Interrupted, None)))
 }
 
 fn read_saved_split(dir: &RunDir) -> Option<SavedSplit> {

@@ -71,6 +71,27 @@ impl fmt::Display for CellState {
     }
 }
 
+/// What a run directory says of itself: running (a live process holds its lock), completed (with its
+/// `summary.json`) or diverged; `None` when it says none of these (never started, interrupted, failed).
+pub fn run_dir_state(dir: &RunDir) -> Result<Option<(CellState, Option<Summary>)>, SweepError> {
+    if dir.is_locked() {
+        return Ok(Some((CellState::Running, None)));
+    }
+    let Some(summary) = ftcal_train::report::read_summary(dir)? else {
+        return Ok(None);
+    };
+    Ok(match summary.status {
+        Some(RunStatus::Completed) => Some((CellState::Completed, Some(summary))),
+        Some(RunStatus::Diverged) => {
+            let at = summary.diverged.map_or_else(String::new, |at| {
+                format!("{}, epoch {}, iteration {}", at.stage, at.epoch, at.iteration)
+            });
+            Some((CellState::Diverged { at }, None))
+        }
+        None => None,
+    })
+}
+
 impl Sweep {
     /// `<sweep>/failed/<cell>.txt`.
     pub fn failure_record(&self, cell: &Cell) -> PathBuf {
@@ -95,20 +116,8 @@ impl Sweep {
     /// The state of `cell`, and its `summary.json` when it completed (read once for both).
     pub fn state_and_summary(&self, cell: &Cell) -> Result<(CellState, Option<Summary>), SweepError> {
         let dir = RunDir::new(&cell.dir);
-        if dir.is_locked() {
-            return Ok((CellState::Running, None));
-        }
-        if let Some(summary) = ftcal_train::report::read_summary(&dir)? {
-            match summary.status {
-                Some(RunStatus::Completed) => return Ok((CellState::Completed, Some(summary))),
-                Some(RunStatus::Diverged) => {
-                    let at = summary.diverged.map_or_else(String::new, |at| {
-                        format!("{}, epoch {}, iteration {}", at.stage, at.epoch, at.iteration)
-                    });
-                    return Ok((CellState::Diverged { at }, None));
-                }
-                None => {}
-            }
+        if let Some(known) = run_dir_state(&dir)? {
+            return Ok(known);
         }
         let record = self.failure_record(cell);
         if record.exists() {
