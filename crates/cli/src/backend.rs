@@ -188,6 +188,29 @@ mod tests {
         assert!(error.contains("--features wgpu"), "{error}");
     }
 
+    /// A binary built with `cuda` on a machine without NVIDIA's driver (CI): `backend = "cuda"` is an error
+    /// that says so, not a panic; where the driver is, the device is found.
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_without_a_gpu_says_so() {
+        let has_driver = std::path::Path::new("/dev/nvidiactl").exists();
+        match device(Backend::Cuda) {
+            Ok(device) => assert!(
+                has_driver,
+                "a CUDA device without a driver: {}",
+                describe(Backend::Cuda, &device)
+            ),
+            Err(error) => {
+                let error = format!("{error:#}");
+                assert!(!has_driver, "the driver is here, yet: {error}");
+                assert!(
+                    error.starts_with("backend = \"cuda\": no CUDA device found"),
+                    "{error}"
+                );
+            }
+        }
+    }
+
     #[cfg(not(feature = "cuda"))]
     #[test]
     fn cuda_not_built_names_the_feature() {
