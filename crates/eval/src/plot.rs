@@ -48,10 +48,7 @@ pub fn plot_seen_unseen(
     title: &str,
     path: &Path,
 ) -> Result<(), EvalError> {
-    let plot_error = |message: String| EvalError::Plot {
-        path: path.to_owned(),
-        message,
-    };
+    let plot_error = plot_error(path);
     if !curve.is_defined() {
         return Err(plot_error(
             "the test samples lack S or U, so there is no seen–unseen curve to draw".into(),
@@ -88,18 +85,13 @@ pub fn plot_seen_unseen_overlay(
     title: &str,
     path: &Path,
 ) -> Result<(), EvalError> {
+    let plot_error = plot_error(path);
     if curves.iter().all(|curve| curve.points.is_empty()) {
-        return Err(EvalError::Plot {
-            path: path.to_owned(),
-            message: "no curve to draw".into(),
-        });
+        return Err(plot_error("no curve to draw".into()));
     }
     register_font();
     let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
-    draw(&mut buffer, curves, marks, title).map_err(|message| EvalError::Plot {
-        path: path.to_owned(),
-        message,
-    })?;
+    draw(&mut buffer, curves, marks, title).map_err(plot_error)?;
     write_png(&buffer, (WIDTH, HEIGHT), path)
 }
 
@@ -149,6 +141,14 @@ fn draw(buffer: &mut [u8], curves: &[CurveLine], marks: &[PlotMark], title: &str
     root.present().map_err(|e| e.to_string())
 }
 
+/// The error of a plot that cannot be drawn into `path`, from its message.
+fn plot_error(path: &Path) -> impl Fn(String) -> EvalError + '_ {
+    move |message| EvalError::Plot {
+        path: path.to_owned(),
+        message,
+    }
+}
+
 /// The legend of a chart's labelled series, boxed, at `position`.
 fn draw_legend<'a, DB, CT>(
     chart: &mut ChartContext<'a, DB, CT>,
@@ -186,10 +186,7 @@ pub fn plot_epochs(
     title: &str,
     path: &Path,
 ) -> Result<(), EvalError> {
-    let plot_error = |message: String| EvalError::Plot {
-        path: path.to_owned(),
-        message,
-    };
+    let plot_error = plot_error(path);
     if epochs.is_empty() {
         return Err(plot_error("no evaluated epoch to draw".into()));
     }
@@ -212,10 +209,7 @@ pub fn plot_epoch_values(
     y_label: &str,
     path: &Path,
 ) -> Result<(), EvalError> {
-    let plot_error = |message: String| EvalError::Plot {
-        path: path.to_owned(),
-        message,
-    };
+    let plot_error = plot_error(path);
     let values: Vec<f64> = (series.iter())
         .flat_map(|line| line.values.iter().flatten().copied())
         .filter(|value| value.is_finite())
@@ -314,10 +308,7 @@ pub fn plot_bars(
     y_label: &str,
     path: &Path,
 ) -> Result<(), EvalError> {
-    let plot_error = |message: String| EvalError::Plot {
-        path: path.to_owned(),
-        message,
-    };
+    let plot_error = plot_error(path);
     if groups.is_empty() || series.is_empty() {
         return Err(plot_error("no bar to draw".into()));
     }
@@ -446,10 +437,7 @@ const CELL_HEIGHT: u32 = 44;
 /// Draws `heatmap` (every panel on one colour scale, from the smallest value to the largest, values
 /// written in the cells) and writes a PNG atomically to `path`.
 pub fn plot_heatmap(heatmap: &Heatmap, path: &Path) -> Result<(), EvalError> {
-    let plot_error = |message: String| EvalError::Plot {
-        path: path.to_owned(),
-        message,
-    };
+    let plot_error = plot_error(path);
     let shape_ok = !heatmap.panels.is_empty()
         && !heatmap.columns.is_empty()
         && heatmap.panels.iter().all(|panel| {

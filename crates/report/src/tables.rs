@@ -193,6 +193,28 @@ fn all_classes(record: &RunRecord, top5: bool) -> Option<AccuracyPercent> {
     })
 }
 
+/// A method's rows of γ and Acc_{Y/Y} by ALG, by PCV and at γ\* (a reference), labelled `labels`.
+fn calibration_rows(method: Method, labels: [&'static str; 3]) -> Vec<RowSpec> {
+    vec![
+        RowSpec::new(
+            labels[0],
+            method,
+            vec![|r| Some(alg(r)?.gamma), |r| alg(r)?.acc.y_y],
+        ),
+        RowSpec::new(
+            labels[1],
+            method,
+            vec![|r| Some(pcv(r)?.gamma), |r| pcv(r)?.acc.y_y],
+        ),
+        RowSpec::new(
+            labels[2],
+            method,
+            vec![|r| Some(oracle_gamma(r)?.gamma), |r| oracle_gamma(r)?.acc.y_y],
+        )
+        .reference(),
+    ]
+}
+
 /// The Table-1 columns of a model's accuracy table.
 macro_rules! accuracies {
     ($get:expr, $table:ident) => {
@@ -212,81 +234,64 @@ fn specs() -> Vec<TableSpec> {
             column("U/Y", 2, true),
         ]
     };
-    let table1 = |name: &'static str, title: &'static str, top5: bool| {
-        let rows = if top5 {
+    // The same rows over the top-1 table (`acc`) or the top-5 one (`acc_top5`); fn pointers capture
+    // nothing, so the table is chosen by the macro, not by a variable.
+    macro_rules! table1_rows {
+        ($table:ident, $top5:literal) => {
             vec![
                 RowSpec::new(
                     "Pre-trained",
                     Method::FineTuning,
-                    accuracies!(pretrained, acc_top5),
+                    accuracies!(pretrained, $table),
                 )
                 .first_variant_only(),
                 RowSpec::new(
                     "Fine-tuning",
                     Method::FineTuning,
-                    accuracies!(finetuned, acc_top5),
+                    accuracies!(finetuned, $table),
                 ),
                 RowSpec::new(
                     "Holistic Transfer (HT-style, ftcal)",
                     Method::HolisticTransfer,
-                    accuracies!(finetuned, acc_top5),
+                    accuracies!(finetuned, $table),
                 ),
                 RowSpec::new(
                     "Fine-tuning + γ (ALG)",
                     Method::FineTuning,
-                    accuracies!(alg, acc_top5),
+                    accuracies!(alg, $table),
                 ),
                 RowSpec::new(
                     "Fine-tuning + γ (PCV)",
                     Method::FineTuning,
-                    accuracies!(pcv, acc_top5),
+                    accuracies!(pcv, $table),
                 ),
                 RowSpec::new(
                     "Oracle (all classes)",
                     Method::AllClasses,
                     vec![
-                        |r| all_classes(r, true)?.y_y,
-                        |r| all_classes(r, true)?.s_y,
-                        |r| all_classes(r, true)?.u_y,
-                    ],
-                )
-                .reference(),
-            ]
-        } else {
-            vec![
-                RowSpec::new("Pre-trained", Method::FineTuning, accuracies!(pretrained, acc))
-                    .first_variant_only(),
-                RowSpec::new("Fine-tuning", Method::FineTuning, accuracies!(finetuned, acc)),
-                RowSpec::new(
-                    "Holistic Transfer (HT-style, ftcal)",
-                    Method::HolisticTransfer,
-                    accuracies!(finetuned, acc),
-                ),
-                RowSpec::new("Fine-tuning + γ (ALG)", Method::FineTuning, accuracies!(alg, acc)),
-                RowSpec::new("Fine-tuning + γ (PCV)", Method::FineTuning, accuracies!(pcv, acc)),
-                RowSpec::new(
-                    "Oracle (all classes)",
-                    Method::AllClasses,
-                    vec![
-                        |r| all_classes(r, false)?.y_y,
-                        |r| all_classes(r, false)?.s_y,
-                        |r| all_classes(r, false)?.u_y,
+                        |r| all_classes(r, $top5)?.y_y,
+                        |r| all_classes(r, $top5)?.s_y,
+                        |r| all_classes(r, $top5)?.u_y,
                     ],
                 )
                 .reference(),
             ]
         };
-        TableSpec {
-            name,
-            title,
-            columns: accuracy_columns(),
-            rows,
-            needs: &[Method::FineTuning, Method::HolisticTransfer],
-        }
+    }
+    let table1 = |name: &'static str, title: &'static str, rows: Vec<RowSpec>| TableSpec {
+        name,
+        title,
+        columns: accuracy_columns(),
+        rows,
+        needs: &[Method::FineTuning, Method::HolisticTransfer],
     };
     vec![
-        table1("table1", "Table 1: top-1 accuracy (%)", false),
-        table1("table1-top5", "Table 1: top-5 accuracy (%)", true),
+        table1("table1", "Table 1: top-1 accuracy (%)", table1_rows!(acc, false)),
+        table1(
+            "table1-top5",
+            "Table 1: top-5 accuracy (%)",
+            table1_rows!(acc_top5, true),
+        ),
         TableSpec {
             name: "table2",
             title: "Table 2: AUSUC (area under the seen–unseen curve)",
@@ -307,40 +312,23 @@ fn specs() -> Vec<TableSpec> {
             name: "appendix-calibration",
             title: "ALG vs PCV vs the oracle γ*: γ and top-1 Acc Y/Y (%)",
             columns: vec![column("γ", 3, false), column("Y/Y", 2, true)],
-            rows: vec![
-                RowSpec::new(
-                    "Fine-tuning + γ (ALG)",
+            rows: [
+                calibration_rows(
                     Method::FineTuning,
-                    vec![|r| Some(alg(r)?.gamma), |r| alg(r)?.acc.y_y],
+                    [
+                        "Fine-tuning + γ (ALG)",
+                        "Fine-tuning + γ (PCV)",
+                        "Fine-tuning + γ*",
+                    ],
                 ),
-                RowSpec::new(
-                    "Fine-tuning + γ (PCV)",
-                    Method::FineTuning,
-                    vec![|r| Some(pcv(r)?.gamma), |r| pcv(r)?.acc.y_y],
-                ),
-                RowSpec::new(
-                    "Fine-tuning + γ*",
-                    Method::FineTuning,
-                    vec![|r| Some(oracle_gamma(r)?.gamma), |r| oracle_gamma(r)?.acc.y_y],
-                )
-                .reference(),
-                RowSpec::new(
-                    "HT + γ (ALG)",
+                calibration_rows(
                     Method::HolisticTransfer,
-                    vec![|r| Some(alg(r)?.gamma), |r| alg(r)?.acc.y_y],
+                    ["HT + γ (ALG)", "HT + γ (PCV)", "HT + γ*"],
                 ),
-                RowSpec::new(
-                    "HT + γ (PCV)",
-                    Method::HolisticTransfer,
-                    vec![|r| Some(pcv(r)?.gamma), |r| pcv(r)?.acc.y_y],
-                ),
-                RowSpec::new(
-                    "HT + γ*",
-                    Method::HolisticTransfer,
-                    vec![|r| Some(oracle_gamma(r)?.gamma), |r| oracle_gamma(r)?.acc.y_y],
-                )
-                .reference(),
-            ],
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             needs: &[Method::FineTuning, Method::HolisticTransfer],
         },
         TableSpec {
