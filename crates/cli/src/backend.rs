@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
+use ftcal_models::Precision;
 use ftcal_train::Backend;
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
@@ -22,10 +23,19 @@ pub fn device(backend: Backend) -> Result<Device> {
 
 /// Parses a backend name as the config spells it (`flex`, `wgpu`, `cuda`), for command-line flags.
 pub fn parse(name: &str) -> Result<Backend> {
-    // Through serde, so the names stay those of `backend =` in the config.
-    Backend::deserialize(name.into_deserializer())
+    config_word(name, "backend", "flex, wgpu or cuda")
+}
+
+/// Parses a precision as the config spells it (`f32`, `bf16`), for command-line flags.
+pub fn parse_precision(name: &str) -> Result<Precision> {
+    config_word(name, "precision", "f32 or bf16")
+}
+
+/// A config enum's value from its word, through serde, so that a flag's names stay the config's.
+fn config_word<'de, T: Deserialize<'de>>(name: &'de str, what: &str, choices: &str) -> Result<T> {
+    T::deserialize(name.into_deserializer())
         .map_err(|error: serde::de::value::Error| anyhow::anyhow!(error))
-        .with_context(|| format!("unknown backend {name:?}; use flex, wgpu or cuda"))
+        .with_context(|| format!("unknown {what} {name:?}; use {choices}"))
 }
 
 /// One line naming what runs the tensors (`wgpu: NVIDIA H200 (spirv…)`), for logs and benchmark

@@ -12,7 +12,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand};
 use ftcal_eval::write_atomic;
 use ftcal_models::weights::{HostData, HostTensor};
-use ftcal_models::{Model, ModelSettings, TensorMap, registry};
+use ftcal_models::{Model, ModelSettings, Precision, TensorMap, registry};
 use ftcal_train::Backend;
 use ftcal_train::optim::{Optimizer, OptimizerSettings};
 
@@ -70,6 +70,10 @@ struct BenchTrainArgs {
     /// flex, wgpu or cuda (the binary must have been built with its feature).
     #[arg(long, value_parser = backend::parse, default_value = "flex")]
     backend: Backend,
+
+    /// f32, or bf16: products in bfloat16 with float32 master weights, as a run's `precision =`.
+    #[arg(long, value_parser = backend::parse_precision, default_value = "f32")]
+    precision: Precision,
 
     /// Images per step.
     #[arg(long, default_value_t = 32)]
@@ -290,7 +294,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let classes = config.classes();
     let (batch, size) = (args.batch_size, args.image_size);
     let mut training = Training {
-        model: Some(config.init(&device)),
+        model: Some(config.init(&device).with_precision(args.precision)),
         optimizer: Optimizer::new(&OptimizerSettings::sgd(0.9, false, 0.0), "bench-train")?,
         loss: CrossEntropyLossConfig::new().init(&device),
         images: Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device),
@@ -299,9 +303,12 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     };
     let on = backend::describe(args.backend, &base);
     eprintln!(
-        "bench-train: {} on {on}; batch {batch} of 3x{size}x{size}, {classes} classes; {} warm-up and {} \
-         timed steps",
-        args.model, args.warmup, args.steps
+        "bench-train: {} on {on}, {}; batch {batch} of 3x{size}x{size}, {classes} classes; {} warm-up \
+         and {} timed steps",
+        args.model,
+        format!("{:?}", args.precision).to_lowercase(),
+        args.warmup,
+        args.steps
     );
     let sync = || {
         device
@@ -366,6 +373,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         let mut record = serde_json::json!({
             "framework": "ftcal (burn 0.22.1)",
             "backend": format!("{:?}", args.backend).to_lowercase(),
+            "precision": format!("{:?}", args.precision).to_lowercase(),
             "device": on,
             "model": args.model,
             "batch_size": batch,

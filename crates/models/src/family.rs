@@ -8,8 +8,8 @@ use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::{Device, Tensor};
 
-use crate::ModelError;
 use crate::weights::TimmWeights;
+use crate::{ModelError, Precision};
 
 /// A family's config: one model, fully described.
 pub trait Family {
@@ -64,6 +64,12 @@ pub trait Classifier: Module + TimmWeights + Sized {
 
     /// The same model with a cosine head of scale `scale`, or a linear one (`None`).
     fn with_cosine_scale(self, scale: Option<f32>) -> Self;
+
+    /// The dtype of the model's products.
+    fn precision(&self) -> Precision;
+
+    /// The same model with its products in `precision`.
+    fn with_precision(self, precision: Precision) -> Self;
 
     /// The same model with every backbone parameter frozen (no gradient).
     fn freeze_backbone(self) -> Self;

@@ -8,6 +8,7 @@
 
 mod error;
 pub mod family;
+mod precision;
 pub mod registry;
 pub mod resnet;
 mod settings;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ModelError;
 pub use family::{Classifier, Family, param_ids};
+pub use precision::Precision;
 pub use resnet::{BlockKind, ResNet, ResNetConfig, Stem};
 pub use settings::{DEFAULT_COSINE_SCALE, HeadKind, ModelSettings};
 pub use vit::{Activation, Vit, VitConfig};
@@ -152,15 +154,16 @@ impl Model {
 
     /// Logits `[B, C]` from features `[B, D]`: the linear head's, or a cosine head's s·cos(f, w_c).
     pub fn logits(&self, features: Tensor<2>) -> Tensor<2> {
+        let precision = self.precision();
         match self.cosine_scale() {
-            None => self.head().forward(features),
+            None => precision.linear(self.head(), features),
             Some(scale) => {
                 // The linear head's weights are the class vectors (its columns); the bias is not used, so
                 // a cosine head loads from, and saves as, a linear one.
                 let weight = self.head().weight.val();
                 let features = features.clone() / l2_norm(features, 1);
                 let weight = weight.clone() / l2_norm(weight, 0);
-                features.matmul(weight).mul_scalar(scale)
+                precision.matmul(features, weight).mul_scalar(scale)
             }
         }
     }
@@ -174,6 +177,16 @@ impl Model {
     /// or a linear head (`None`).
     pub fn with_cosine_scale(self, scale: Option<f32>) -> Self {
         each_family!(map self, Model => Model, model => model.with_cosine_scale(scale))
+    }
+
+    /// The dtype of the model's products.
+    pub fn precision(&self) -> Precision {
+        each_family!(self, Model, model => model.precision())
+    }
+
+    /// The same model with its products (convolutions, linear layers, attention) in `precision`.
+    pub fn with_precision(self, precision: Precision) -> Self {
+        each_family!(map self, Model => Model, model => model.with_precision(precision))
     }
 
     /// Logits `[B, C]` of images `[B, 3, H, W]`.

@@ -10,9 +10,9 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
 use crate::family::{Classifier, Family, param_ids};
 use crate::weights::{TimmWeights, WeightLoader, WeightWriter, key};
+use crate::{ModelError, Precision};
 
 /// A residual block type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +243,7 @@ impl Family for ResNetConfig {
             stages,
             fc: LinearConfig::new(self.feature_dim(), self.classes).init(device),
             cosine_scale: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -276,15 +277,16 @@ pub struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    fn forward(&self, x: Tensor<4>, precision: Precision) -> Tensor<4> {
+        let conv = |conv: &Conv2d, x| precision.conv2d(conv, x);
         let shortcut = match &self.downsample {
-            Some(downsample) => batch_norm(&downsample.bn, downsample.conv.forward(x.clone())),
+            Some(downsample) => batch_norm(&downsample.bn, conv(&downsample.conv, x.clone())),
             None => x.clone(),
         };
-        let out = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm(&self.bn2, self.conv2.forward(out));
+        let out = relu(batch_norm(&self.bn1, conv(&self.conv1, x)));
+        let out = batch_norm(&self.bn2, conv(&self.conv2, out));
         let out = match (&self.conv3, &self.bn3) {
-            (Some(conv3), Some(bn3)) => batch_norm(bn3, conv3.forward(relu(out))),
+            (Some(conv3), Some(bn3)) => batch_norm(bn3, conv(conv3, relu(out))),
             _ => out,
         };
         relu(out + shortcut)
@@ -349,6 +351,9 @@ pub struct ResNet {
     pub fc: Linear,
     /// The scale of a cosine head, which uses `fc`'s weights and not its bias; `None`: linear.
     pub cosine_scale: Option<f32>,
+    /// The dtype of the convolutions and the head.
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl ResNet {
@@ -379,7 +384,7 @@ impl Classifier for ResNet {
     const HEAD_PREFIX: &'static str = "fc";
 
     fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(batch_norm(&self.bn1, self.conv1.forward(x)));
+        let mut x = relu(batch_norm(&self.bn1, self.precision.conv2d(&self.conv1, x)));
         if self.max_pool {
             x = max_pool2d(
                 x,
@@ -390,7 +395,7 @@ impl Classifier for ResNet {
         }
         for stage in &self.stages {
             for block in stage {
-                x = block.forward(x);
+                x = block.forward(x, self.precision);
             }
         }
         let [batch, channels, _, _] = x.dims();
@@ -411,6 +416,14 @@ impl Classifier for ResNet {
 
     fn with_cosine_scale(self, cosine_scale: Option<f32>) -> Self {
         Self { cosine_scale, ..self }
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
     }
 
     fn freeze_backbone(self) -> Self {

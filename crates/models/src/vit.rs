@@ -9,9 +9,9 @@ use burn::tensor::activation::{gelu, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::ModelError;
 use crate::family::{Classifier, Family};
 use crate::weights::{TimmWeights, WeightLoader, WeightWriter, key};
+use crate::{ModelError, Precision};
 
 /// The MLP's activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +193,7 @@ impl Family for VitConfig {
             norm: norm(),
             head: linear(self.embed, self.classes),
             cosine_scale: None,
+            precision: Precision::F32,
         }
     }
 }
@@ -219,13 +220,12 @@ pub struct VitBlock {
 }
 
 impl VitBlock {
-    fn attention(&self, x: Tensor<3>) -> Tensor<3> {
+    fn attention(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
         let [batch, tokens, embed] = x.dims();
         let head_dim = embed / self.heads;
         // [B, N, 3D] → [3, B, H, N, d], q/k/v in that order as timm's reshape(B, N, 3, H, d).
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = precision
+            .linear(&self.qkv, x)
             .reshape([batch, tokens, 3, self.heads, head_dim])
             .permute([2, 0, 3, 1, 4]);
         let take = |index: usize| {
@@ -234,27 +234,24 @@ impl VitBlock {
                 .reshape([batch, self.heads, tokens, head_dim])
         };
         let (q, k, v) = (take(0), take(1), take(2));
-        let scores = q
-            .mul_scalar((head_dim as f64).powf(-0.5))
-            .matmul(k.swap_dims(2, 3));
-        let out = softmax(scores, 3).matmul(v);
-        self.proj
-            .forward(out.swap_dims(1, 2).reshape([batch, tokens, embed]))
+        let scores = precision.matmul(q.mul_scalar((head_dim as f64).powf(-0.5)), k.swap_dims(2, 3));
+        let out = precision.matmul(softmax(scores, 3), v);
+        precision.linear(&self.proj, out.swap_dims(1, 2).reshape([batch, tokens, embed]))
     }
 
-    fn mlp(&self, x: Tensor<3>) -> Tensor<3> {
-        let hidden = self.fc1.forward(x);
+    fn mlp(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let hidden = precision.linear(&self.fc1, x);
         let hidden = if self.quick_gelu {
             hidden.clone() * sigmoid(hidden.mul_scalar(1.702))
         } else {
             gelu(hidden)
         };
-        self.fc2.forward(hidden)
+        precision.linear(&self.fc2, hidden)
     }
 
-    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attention(self.norm1.forward(x));
-        x.clone() + self.mlp(self.norm2.forward(x))
+    fn forward(&self, x: Tensor<3>, precision: Precision) -> Tensor<3> {
+        let x = x.clone() + self.attention(self.norm1.forward(x), precision);
+        x.clone() + self.mlp(self.norm2.forward(x), precision)
     }
 }
 
@@ -298,6 +295,9 @@ pub struct Vit {
     pub head: Linear,
     /// The scale of a cosine head, which uses `head`'s weights and not its bias; `None`: linear.
     pub cosine_scale: Option<f32>,
+    /// The dtype of the products (patch embedding, attention, MLP, head).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 impl Classifier for Vit {
@@ -305,7 +305,7 @@ impl Classifier for Vit {
 
     /// The final class token after the last norm (timm's pre-logits with `global_pool='token'`).
     fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        let patches = self.patch_embed.forward(x);
+        let patches = self.precision.conv2d(&self.patch_embed, x);
         let [batch, embed, _, _] = patches.dims();
         let tokens = patches.flatten::<3>(2, 3).swap_dims(1, 2);
         let cls = self.cls_token.val().expand([batch as i64, -1, -1]);
@@ -314,7 +314,7 @@ impl Classifier for Vit {
             x = norm_pre.forward(x);
         }
         for block in &self.blocks {
-            x = block.forward(x);
+            x = block.forward(x, self.precision);
         }
         let x = self.norm.forward(x);
         x.slice([0..batch, 0..1]).reshape([batch, embed])
@@ -334,6 +334,14 @@ impl Classifier for Vit {
 
     fn with_cosine_scale(self, cosine_scale: Option<f32>) -> Self {
         Self { cosine_scale, ..self }
+    }
+
+    fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
     }
 
     fn freeze_backbone(self) -> Self {

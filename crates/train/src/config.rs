@@ -18,7 +18,7 @@ pub enum Backend {
 use std::path::PathBuf;
 
 use ftcal_data::DataConfig;
-use ftcal_models::ModelSettings;
+use ftcal_models::{ModelSettings, Precision};
 
 use crate::TrainError;
 use crate::holistic::distillation::DistillationSettings;
@@ -47,6 +47,10 @@ pub struct RunConfig {
     /// `"flex"` (CPU, the default), `"wgpu"` or `"cuda"`.
     #[serde(default)]
     pub backend: Backend,
+    /// `"f32"` (the default) or `"bf16"`: the dtype of the model's products, float32 master weights and
+    /// optimizer state either way (PyTorch's autocast).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
     /// Where run directories go (default `runs`); `--out` names the run directory itself.
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,

@@ -103,11 +103,16 @@ pub fn run(
     }
     let mut log = RunLog::open(&dir.log(), observer)?;
     log.message(&format!(
-        "{} run `{}` in {} on {}",
+        "{} run `{}` in {} on {}{}",
         if prepared.resuming { "resuming" } else { "starting" },
         config.name,
         dir.root().display(),
-        config_name(&config.backend)
+        config_name(&config.backend),
+        if config.precision.is_f32() {
+            ""
+        } else {
+            " in bf16 mixed precision"
+        }
     ));
     let context = Context::open(config, dir, device, options.shared_stages.clone(), &mut log)?;
     context.check_before_spending()?;
@@ -416,7 +421,7 @@ impl<'a> Context<'a> {
     fn initial_model(&self) -> Result<Model, TrainError> {
         self.training_device.seed(self.config.seed);
         let (_, model, _) = self.model_settings.build("model", &self.training_device)?;
-        Ok(model)
+        Ok(model.with_precision(self.config.precision))
     }
 
     /// The pre-trained model, built anew from files: the source stage's result when there is one, else

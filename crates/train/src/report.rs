@@ -570,9 +570,14 @@ fn report_markdown(config: &RunConfig, split: &ClassSplit, report: &RunReport) -
     let fine_tuning = &config.fine_tuning;
     let _ = writeln!(
         out,
-        "Model `{}`, backend `{}`, seed {}. Fine-tuning: method `{}`{}, optimizer `{}`, lr {} (backbone × {}), {} epochs of {}, batch {}.\n",
+        "Model `{}`, backend `{}`{}, seed {}. Fine-tuning: method `{}`{}, optimizer `{}`, lr {} (backbone × {}), {} epochs of {}, batch {}.\n",
         config.model.arch,
         config_name(&config.backend),
+        if config.precision.is_f32() {
+            ""
+        } else {
+            " (bf16 mixed precision)"
+        },
         config.seed,
         config_name(&fine_tuning.method),
         match fine_tuning.holistic_transfer_parts() {

@@ -6,7 +6,7 @@
 //! only when they would have computed the same bytes:
 //!
 //! ```text
-//! <shared>/<key hash>/key.toml        what the source stage depends on: backend, seed, [model], [source],
+//! <shared>/<key hash>/key.toml        what the source stage depends on: backend, precision, seed, [model], [source],
 //!                                      [data] but its class split
 //! <shared>/<key hash>/.lock           held while a process computes a stage of this key
 //! <shared>/<key hash>/models/source.safetensors, checkpoints/source/
@@ -75,7 +75,12 @@ impl SharedHome {
 /// the evaluation, the class split, the run's name and its output folder.
 pub fn source_key(config: &RunConfig) -> String {
     let mut table = toml::Table::try_from(config).expect("a run config serialises to TOML");
-    table.retain(|key, _| matches!(key, "backend" | "seed" | "model" | "source" | "data"));
+    table.retain(|key, _| {
+        matches!(
+            key,
+            "backend" | "precision" | "seed" | "model" | "source" | "data"
+        )
+    });
     if let Some(toml::Value::Table(data)) = table.get_mut("data") {
         data.remove("classes");
     }
@@ -174,6 +179,9 @@ mod tests {
         assert_eq!(source_key(&other_fine_tuning), plain);
         assert_eq!(source_key(&config_of("", "[5, 6]", "")), plain);
         assert_ne!(source_key(&config_of("seed = 1\n", "[0, 1, 2]", "")), plain);
+        // bf16 products train another source model; float32, the default, is the key of older runs.
+        assert_ne!(source_key(&config_of("precision = \"bf16\"\n", "[0, 1, 2]", "")), plain);
+        assert_eq!(source_key(&config_of("precision = \"f32\"\n", "[0, 1, 2]", "")), plain);
         assert_ne!(
             source_key(&config(
                 "[source]\nepochs = 2\nlr = 0.1\n[data.source]\nkind = \"digits2\"\ndomain = \"mnist\"\n"
