@@ -3,7 +3,7 @@
 
     pip install torch torchvision   # timm too, for models torchvision lacks (the ViTs)
     python scripts/bench_torch_train.py [--model resnet50] [--batch-size 64] [--image-size 224]
-        [--steps 100] [--warmup 10] [--device auto|cuda|cpu] [--no-tf32] [--json FILE]
+        [--steps 100] [--warmup 10] [--device auto|cuda|cpu] [--no-tf32] [--bf16] [--json FILE]
 
 Each step does what ftcal's does: forward, cross-entropy, backward, SGD(lr=0.01, momentum=0.9, dampening
 0) step, zero_grad, then `loss.item()`, which waits for the step's forward; float32, channels-first,
@@ -12,6 +12,8 @@ timm's (`timm.create_model(NAME)`), with random weights. On CUDA, `torch.backend
 (cuDNN picks the fastest convolution per shape, as burn's autotune does) and the clock starts and stops
 after `torch.cuda.synchronize()`. PyTorch's default lets cuDNN convolutions use TF32 tensor cores;
 `--no-tf32` turns that off for a strict float32 comparison (burn's wgpu kernels do not use TF32).
+`--bf16` runs the forward pass and the loss under `torch.autocast(dtype=torch.bfloat16)` (float32 weights
+and optimizer state), the counterpart of ftcal's `--precision bf16`.
 """
 
 import argparse
@@ -52,6 +54,8 @@ def main():
                         help="auto: cuda when available, else cpu")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads on the CPU (default: PyTorch's)")
     parser.add_argument("--no-tf32", action="store_true", help="no TF32 in cuDNN convolutions and matmuls")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bfloat16 autocast (mixed precision) for the forward pass and the loss")
     parser.add_argument("--json", type=pathlib.Path, metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     if args.steps < 1 or args.batch_size < 1 or args.warmup < 0:
@@ -79,7 +83,7 @@ def main():
     loss_fn = nn.CrossEntropyLoss()
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
     labels = torch.randint(0, classes, (args.batch_size,), device=device)
-    on = f"{device.type}: {name}" + (", TF32 convolutions" if tf32 else "")
+    on = f"{device.type}: {name}" + (", TF32 convolutions" if tf32 else "") + (", bf16 autocast" if args.bf16 else "")
     print(f"bench_torch_train: {args.model} ({source}) on {on}; batch {args.batch_size} of "
           f"3x{args.image_size}x{args.image_size}, {classes} classes; {args.warmup} warm-up and {args.steps} "
           f"timed steps; torch {torch.__version__}, python {sys.version.split()[0]}", file=sys.stderr)
@@ -91,7 +95,8 @@ def main():
     losses = []
 
     def step(index):
-        loss = loss_fn(model(images), labels)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            loss = loss_fn(model(images), labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -134,6 +139,7 @@ def main():
             "lr": args.lr,
             "seed": args.seed,
             "tf32": tf32,
+            "precision": "bf16" if args.bf16 else "f32",
             "cudnn_benchmark": cuda,
             "warmup_seconds": warmup_seconds,
             "seconds": seconds,

@@ -1,44 +1,49 @@
 #!/usr/bin/env bash
-# The GPU check: ftcal's wgpu backend on a lent NVIDIA machine (no network, 15 minutes of device time
-# for a whole session; /work/.library/device/README.md), against PyTorch on the same GPU. Every figure
-# and every failure goes to $OUT/gpu_check.txt; a failing step is recorded and the next one runs. Each
-# step has its own timeout and all of them together stop by 7.5 minutes (DEADLINE_S, plus a few seconds
-# to kill a step that overruns).
+# The GPU check: ftcal's two GPU backends, cuda and wgpu, on a lent NVIDIA machine (no Rust, no network,
+# 15 minutes of device time for a whole session; /work/.library/device/README.md), against PyTorch on the
+# same GPU. It first probes the machine in seconds, then runs, most wanted first, each step under its own
+# timeout and all of them within DEADLINE_S (330 s: one rerun still fits in 15 minutes with two machine
+# starts):
 #
-# Build the binary here first (the machine has no Rust and no network; ~31 min cold on 2 cores):
-#   CARGO_TARGET_DIR=/work/target-gpu cargo build --release -p ftcal --features wgpu
-#   mkdir -p gpu-bin && strip -o gpu-bin/ftcal /work/target-gpu/release/ftcal && gzip -9f gpu-bin/ftcal
-# Stripped, the binary is 86 MiB, over the 64 MiB a call may carry; gzipped 23 MiB, and this script
-# unpacks gpu-bin/ftcal.gz to /tmp (an unpacked gpu-bin/ftcal is used as it is). gpu-bin/ is ignored by
-# git and travels only when named in `carry`. If the machine lacks the Vulkan loader
-# (`ldconfig -p | grep libvulkan` empty there), also bring it as the device README says, into .gl/
-# (ignored too):
-#   mkdir -p .gl /tmp/amd64/partial; o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64
-#   -oDir::State::Lists=/tmp/amd64'; apt-get $o update; (cd .gl && apt-get $o download libvulkan1)
-# Then, through the device tool's `run`, from the repository root:
-#   command: bash scripts/gpu_check.sh      carry: ["gpu-bin", ".gl"]      timeout_s: 540
-# and read files_at/gpu_check.txt (plus the JSON records beside it).
+#   1. training throughput, batch 64 at 224x224, 30 steps after 5 warm-up (`ftcal models bench-train`;
+#      scripts/bench_torch_train.py for PyTorch, TF32 convolutions as PyTorch's default): ResNet-50 on
+#      cuda in f32 and bf16 and in PyTorch f32 and bf16 autocast; the same for ViT-B/16;
+#   2. the quickstart on cuda (its numbers beside flex's, which the README prints);
+#   3. ResNet-50 and ViT-B/16 on wgpu (f32; bf16 where the Vulkan driver has it), last: wgpu's warm-up
+#      took 128 s for ResNet-50 on an H200;
+#   4. with time left, the quickstart on cuda stopped by SIGTERM and resumed (scripts/gpu_resume_check.sh).
 #
-# Steps: nvidia-smi; the Vulkan loader and driver (vulkaninfo --summary where installed); `ftcal models
-# bench-train` of ResNet-50, batch 64 at 224x224, on wgpu; scripts/bench_torch_train.py with the same
-# settings on CUDA, with PyTorch's default TF32 convolutions and with --no-tf32 (burn's wgpu kernels are
-# strict float32); `ftcal run configs/quickstart.toml --set backend=wgpu`, then configs/quickstart-ht.toml
-# (Holistic Transfer); the quickstart stopped by SIGTERM inside a fine-tuning epoch and resumed
-# (scripts/gpu_resume_check.sh), with whatever time is left.
+# Every figure goes to $OUT/figures.jsonl (one JSON record a line: each benchmark's, each run's summary),
+# the log and a table of the figures to $OUT/gpu_check.txt: the two files that come back.
+#
+# Prepare the carried files here first (scripts/gpu_bin.sh: the binary, libdevice, the Vulkan loader),
+# then, through the device tool's `run`, from the repository root:
+#   command: bash scripts/gpu_check.sh      carry: ["gpu-bin", ".gl"]      timeout_s: 420
+# A failing step is recorded and the next one runs; a step skipped for lack of time says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${OUT:-$PWD/gpu-check-out}
 mkdir -p "$OUT"
 LOG=$OUT/gpu_check.txt
+FIGURES=$OUT/figures.jsonl
 BIN=${FTCAL_BIN:-gpu-bin/ftcal}
-if [[ ! -x $BIN && -f gpu-bin/ftcal.gz && -z ${FTCAL_BIN:-} ]]; then
+if [[ ! -x $BIN && -f gpu-bin/ftcal.xz && -z ${FTCAL_BIN:-} ]]; then
   BIN=/tmp/ftcal-gpu-check
-  gzip -dc gpu-bin/ftcal.gz >"$BIN" && chmod +x "$BIN"
+  if command -v xz >/dev/null; then
+    xz -dc gpu-bin/ftcal.xz >"$BIN"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
+      gpu-bin/ftcal.xz >"$BIN"
+  fi && chmod +x "$BIN"
 fi
-DEADLINE_S=${DEADLINE_S:-450}
+DEADLINE_S=${DEADLINE_S:-330}
+STEPS=${STEPS:-30}
+WARMUP=${WARMUP:-5}
 START=$(date +%s)
+SCRATCH=$(mktemp -d)
 : >"$LOG"
+: >"$FIGURES"
 
 note() { printf '%s\n' "$*" | tee -a "$LOG"; }
 
@@ -70,94 +75,155 @@ step() {
   return "$rc"
 }
 
+# record JSON_FILE KEY=VALUE...: appends the file's JSON object to figures.jsonl, on one line, with the
+# given fields added (what it is, how the step ended).
+record() {
+  local file=$1
+  shift
+  [[ -f $file ]] || return 0
+  python3 - "$file" "$@" >>"$FIGURES" 2>>"$LOG" <<'PY'
+import json, sys
+record = json.load(open(sys.argv[1]))
+for field in sys.argv[2:]:
+    key, _, value = field.partition("=")
+    record[key] = value
+print(json.dumps(record, sort_keys=True))
+PY
+}
+
 note "ftcal GPU check, $(date -u +%FT%TZ), $(uname -srm), $(nproc) CPUs"
 
-step "nvidia-smi" 30 nvidia-smi
+# ---- The probe: seconds, before anything heavy.
+step "nvidia-smi" 20 nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv
+note "CUDA (driver): $(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' || echo unknown)"
+
+# cubecl-cuda's kernels that call exp/log/erf/tanh link NVIDIA's libdevice, looked up under $CUDA_PATH,
+# then /usr/local/cuda, /opt/cuda, /usr/lib/cuda, /usr. The carried copy is used only where none is found.
+libdevice=""
+for root in ${CUDA_PATH:-} /usr/local/cuda /opt/cuda /usr/lib/cuda /usr; do
+  if [[ -f $root/nvvm/libdevice/libdevice.10.bc ]]; then
+    libdevice=$root/nvvm/libdevice/libdevice.10.bc
+    break
+  fi
+done
+if [[ -z $libdevice && -f gpu-bin/cuda/nvvm/libdevice/libdevice.10.bc ]]; then
+  export CUDA_PATH=$PWD/gpu-bin/cuda
+  libdevice="$CUDA_PATH/nvvm/libdevice/libdevice.10.bc (carried)"
+fi
+note "libdevice: ${libdevice:-NOT FOUND (cuda kernels with exp/log will fail; run scripts/gpu_bin.sh and carry gpu-bin)}"
+note "nvcc: $(command -v nvcc >/dev/null && nvcc --version | tail -1 || echo 'not installed (not needed)')"
 
 # Vulkan: wgpu needs the loader (libvulkan.so.1) and NVIDIA's driver manifest. Carried loader packages
 # are unpacked only where the machine has none (unpacking others can break /, says the device README).
 if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
-  if compgen -G '.gl/*.deb' >/dev/null; then
-    note "== no Vulkan loader here: unpacking the carried .gl/*.deb"
-    for deb in .gl/*.deb; do dpkg -x "$deb" / >>"$LOG" 2>&1 || note "-- cannot unpack $deb"; done
+  if compgen -G '.gl/libvulkan1_*.deb' >/dev/null; then
+    note "Vulkan loader: none here; unpacking the carried .gl/libvulkan1_*.deb"
+    for deb in .gl/libvulkan1_*.deb; do dpkg -x "$deb" / >>"$LOG" 2>&1 || note "-- cannot unpack $deb"; done
     ldconfig
   else
-    note "== no Vulkan loader (libvulkan.so.1) here and none carried in .gl/: wgpu will find no adapter"
+    note "Vulkan loader: none here and none carried in .gl/: wgpu will find no adapter"
   fi
 fi
 nvidia_icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 if [[ -f $nvidia_icd ]] && ! grep -lqs nvidia /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; then
   # The driver is mounted outside the loader's search path on these machines.
   export VK_DRIVER_FILES=$nvidia_icd VK_ICD_FILENAMES=$nvidia_icd
-  note "== VK_DRIVER_FILES=$nvidia_icd"
 fi
-note "$(ldconfig -p 2>/dev/null | grep libvulkan || echo 'libvulkan: not found')"
-if command -v vulkaninfo >/dev/null; then
-  step "vulkaninfo --summary" 30 vulkaninfo --summary
-else
-  note "== vulkaninfo: not installed (the adapter wgpu picks is named in the bench-train line below)"
-fi
+note "Vulkan: $(ldconfig -p 2>/dev/null | grep -o 'libvulkan\.so\.1 ' | head -1 || true)ICD ${VK_DRIVER_FILES:-$(ls /usr/share/vulkan/icd.d/ /etc/vulkan/icd.d/ 2>/dev/null | tr '\n' ' ')}"
 
-# The benchmarks first, the quickstart last: the figures to compare are the point of the lease, and the
-# quickstart's length on a GPU is the least known, so it gets whatever time is left.
+torch=no
+if timeout 60 python3 -c 'import torch, torchvision, timm' >/dev/null 2>&1; then
+  torch=yes
+  note "PyTorch: $(timeout 60 python3 -c 'import torch, torchvision, timm; print("torch", torch.__version__,
+    "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version(), "GPU", torch.cuda.is_available(),
+    "torchvision", torchvision.__version__, "timm", timm.__version__)' 2>&1)"
+else
+  note "PyTorch: python3 cannot import torch, torchvision and timm here; no PyTorch figures"
+fi
 if [[ -x $BIN ]]; then
-  note "$("$BIN" --version 2>&1)"
-  step "ftcal bench-train resnet50 on wgpu" 200 \
-    "$BIN" models bench-train --model resnet50 --backend wgpu --batch-size 64 --image-size 224 \
-    --steps 100 --warmup 10 --json "$OUT/ftcal-resnet50.json"
+  note "ftcal: $("$BIN" --version 2>&1), built from $(cat gpu-bin/COMMIT 2>/dev/null || echo 'an unknown commit')"
 else
-  note "== $BIN: missing (build and carry it: see the top of this script); ftcal steps skipped"
+  note "ftcal: $BIN missing (run scripts/gpu_bin.sh and carry gpu-bin); ftcal steps skipped"
 fi
+note "== probe done in $(($(date +%s) - START)) s"
 
-if python3 -c 'import torch' >/dev/null 2>&1; then
-  torch_bench=(env PYTHONUNBUFFERED=1 python3 scripts/bench_torch_train.py --model resnet50 --batch-size 64
-    --image-size 224 --steps 100 --warmup 10)
-  step "PyTorch resnet50 (TF32 convolutions, PyTorch's default)" 60 \
-    "${torch_bench[@]}" --json "$OUT/torch-resnet50.json"
-  step "PyTorch resnet50 (--no-tf32, strict float32)" 60 \
-    "${torch_bench[@]}" --no-tf32 --json "$OUT/torch-resnet50-fp32.json"
-else
-  note "== PyTorch: python3 cannot import torch here; no PyTorch figures"
-fi
-
-# run_quickstart NAME CONFIG LIMIT_S: the config on wgpu; its summary.json comes back (the device tool
-# brings back at most 8 files from $OUT), its metrics.csv goes into the log, the rest (outputs,
-# checkpoints, plots) stays in /tmp.
-run_quickstart() {
-  local name=$1 config=$2 limit=$3
-  step "ftcal run $config on wgpu" "$limit" \
-    "$BIN" run "$config" --set backend=wgpu --out "/tmp/$name.$$"
-  mkdir -p "$OUT/$name"
-  for file in summary.json metrics.csv; do
-    if [[ -f /tmp/$name.$$/$file ]]; then
-      note "-- $name/$file:"
-      cat "/tmp/$name.$$/$file" >>"$LOG"
-      echo >>"$LOG"
-    fi
-  done
-  [[ -f /tmp/$name.$$/summary.json ]] && cp "/tmp/$name.$$/summary.json" "$OUT/$name/"
+# bench BACKEND MODEL PRECISION LIMIT_S: one `ftcal models bench-train` and its record.
+bench() {
+  local backend=$1 model=$2 precision=$3 limit=$4
+  [[ -x $BIN ]] || return 0
+  local json=$SCRATCH/ftcal-$backend-$model-$precision.json
+  step "ftcal $model on $backend, $precision" "$limit" \
+    "$BIN" models bench-train --model "$model" --backend "$backend" --precision "$precision" \
+    --batch-size 64 --image-size 224 --steps "$STEPS" --warmup "$WARMUP" --json "$json"
+  record "$json" "exit=$?"
 }
 
-if [[ -x $BIN ]]; then
-  run_quickstart quickstart-gpu configs/quickstart.toml 150
-  # Holistic Transfer (frozen classifier, LOLSGD, distillation of the source model) on the GPU.
-  run_quickstart quickstart-ht-gpu configs/quickstart-ht.toml 150
-fi
+# torch_bench MODEL PRECISION LIMIT_S: scripts/bench_torch_train.py with the same settings.
+torch_bench() {
+  local model=$1 precision=$2 limit=$3
+  [[ $torch == yes ]] || return 0
+  local json=$SCRATCH/torch-$model-$precision.json flags=()
+  [[ $precision == bf16 ]] && flags=(--bf16)
+  step "PyTorch $model, $precision" "$limit" \
+    env PYTHONUNBUFFERED=1 python3 scripts/bench_torch_train.py --model "$model" --batch-size 64 \
+    --image-size 224 --steps "$STEPS" --warmup "$WARMUP" "${flags[@]}" --json "$json"
+  record "$json" "exit=$?"
+}
 
-if [[ -x $BIN ]]; then
-  step "SIGTERM in the middle of a fine-tuning epoch on wgpu, then the same command" 180 \
-    bash scripts/gpu_resume_check.sh "$BIN" "$OUT" wgpu
-fi
+# quickstart NAME BACKEND LIMIT_S: configs/quickstart.toml on BACKEND; its summary.json is recorded and
+# its metrics.csv goes into the log (the run directory stays in the scratch folder).
+quickstart() {
+  local name=$1 backend=$2 limit=$3
+  [[ -x $BIN ]] || return 0
+  local dir=$SCRATCH/$name
+  step "ftcal run configs/quickstart.toml on $backend" "$limit" \
+    "$BIN" run configs/quickstart.toml --set "backend=$backend" --out "$dir"
+  local rc=$?
+  [[ -f $dir/metrics.csv ]] && { note "-- $name/metrics.csv:"; cat "$dir/metrics.csv" >>"$LOG"; }
+  [[ -f $dir/summary.json ]] && record "$dir/summary.json" "record=run" "name=$name" "backend=$backend" "exit=$rc"
+}
 
-note "== figures (images/s):"
-for json in "$OUT"/ftcal-resnet50.json "$OUT"/torch-resnet50.json "$OUT"/torch-resnet50-fp32.json; do
-  [[ -f $json ]] || continue
-  note "$(python3 - "$json" 2>&1 <<'PY'
-import json, os, sys
-r = json.load(open(sys.argv[1]))
-print("{}: {:.1f} images/s, median step {:.1f} ms, warm-up {:.1f} s, on {}".format(
-    os.path.basename(sys.argv[1]), r["images_per_s"], r["step_ms_median"], r["warmup_seconds"], r["device"]))
-PY
-)"
+for model in resnet50 vit_base_patch16_224; do
+  bench cuda "$model" f32 90
+  bench cuda "$model" bf16 60
+  torch_bench "$model" f32 45
+  torch_bench "$model" bf16 45
 done
+quickstart quickstart-cuda cuda 120
+for model in resnet50 vit_base_patch16_224; do
+  bench wgpu "$model" f32 180
+done
+bench wgpu resnet50 bf16 60
+if [[ -x $BIN ]]; then
+  step "SIGTERM in the middle of a fine-tuning epoch on cuda, then the same command" 180 \
+    bash scripts/gpu_resume_check.sh "$BIN" "$SCRATCH" cuda
+  record "$SCRATCH/resume-summary.json" "record=run" "name=resume-cuda" "backend=cuda"
+fi
+
+note "== figures (training, batch 64 at 224x224, $STEPS steps after $WARMUP warm-up):"
+python3 - "$FIGURES" >>"$LOG" 2>&1 <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+print("| model | framework | backend | precision | images/s | median step ms | warm-up s |")
+print("|---|---|---|---|---:|---:|---:|")
+for r in rows:
+    if "images_per_s" in r:
+        print("| {} | {} | {} | {} | {:.1f} | {:.1f} | {:.1f} |".format(
+            r["model"], r["framework"].split(" (")[0], r["backend"], r.get("precision", "f32"),
+            r["images_per_s"], r["step_ms_median"], r["warmup_seconds"]))
+for r in rows:
+    if r.get("record") == "run":
+        def acc(*path):
+            value = r
+            for key in path:
+                value = value.get(key, {}) if isinstance(value, dict) else {}
+            return "{:.2f}".format(value) if isinstance(value, (int, float)) else "-"
+        print("{} ({}): pre-trained Y/Y {} U/Y {}; fine-tuned Y/Y {} U/Y {}; ALG Y/Y {} U/Y {}; PCV Y/Y {} U/Y {}; "
+              "γ* Y/Y {}".format(r["name"], r.get("status"), acc("pretrained", "acc", "Y/Y"),
+              acc("pretrained", "acc", "U/Y"), acc("finetuned", "acc", "Y/Y"), acc("finetuned", "acc", "U/Y"),
+              acc("calibrated", "alg", "acc", "Y/Y"), acc("calibrated", "alg", "acc", "U/Y"),
+              acc("calibrated", "pcv", "acc", "Y/Y"), acc("calibrated", "pcv", "acc", "U/Y"),
+              acc("calibrated", "oracle", "acc", "Y/Y")))
+PY
+tail -n +"$(grep -n '^== figures' "$LOG" | tail -1 | cut -d: -f1)" "$LOG"
 note "== done in $(($(date +%s) - START)) s"
