@@ -454,64 +454,105 @@ fn epoch_losses(dir: &Path, stage: &str) -> Vec<f64> {
         .collect()
 }
 
-/// `precision = "bf16"` (products in bfloat16, float32 master weights and optimizer state) against float32
-/// on a reduced quickstart, both on flex. A bfloat16 rounding in the first step sends training down another
-/// trajectory, and the absent classes' figures (U/U, AUSUC, the γs) move between trajectories as they do
-/// between seeds (the full quickstart: AUSUC 0.70 in float32 and 0.56 in bf16 with seed 0, 0.69 and 0.66
-/// with seed 1). What must agree is what the trajectory decides least: each stage's first-epoch loss within
-/// 5 % and every later one within 15 % (measured: 0.7 % and 3.9 %, then at most 8.9 %), the fine-tuned
-/// model's S/Y and NCM accuracy within 3 points (measured: 0.74 and 0), and the paper's effect in both.
+/// `precision = "bf16"` (products in bfloat16, float32 master weights and optimizer state) against float32,
+/// on flex, in the paper's setting: the same pre-trained model (a reduced quickstart's source model, trained
+/// in float32) evaluated and fine-tuned on S in each precision. Measured: every accuracy within 0.75
+/// points, AUSUC within 0.005, each epoch's loss within 0.5 %. (A source model trained from scratch in
+/// bf16 is another model, as another seed's would be: on the full quickstart its fine-tuning differs as
+/// seeds do; README §Backends.)
 #[test]
 fn bf16_mixed_precision_agrees_with_f32_on_the_quickstart() {
     let temp = tempfile::tempdir().unwrap();
-    let run = |precision: &str| {
-        let dir = temp.path().join(precision);
-        let overrides = [
-            format!("precision={precision}"),
-            "source.epochs=3".into(),
-            "fine_tuning.epochs=4".into(),
-            "eval.calibration=[\"alg\", \"oracle\"]".into(),
-            "eval.every=4".into(),
-        ];
-        let mut args = vec!["run", "configs/quickstart.toml", "--out", dir.to_str().unwrap()];
-        for value in &overrides {
-            args.extend(["--set", value.as_str()]);
-        }
-        let output = ftcal(&args);
-        assert!(output.status.success(), "{precision}: {}", describe(&output));
-        dir
-    };
-    let (full, mixed) = std::thread::scope(|scope| {
-        let mixed = scope.spawn(|| run("bf16"));
-        (run("f32"), mixed.join().unwrap())
-    });
+    let full = temp.path().join("f32");
+    let output = ftcal(&[
+        "run",
+        "configs/quickstart.toml",
+        "--out",
+        full.to_str().unwrap(),
+        "--set",
+        "source.epochs=3",
+        "--set",
+        "fine_tuning.epochs=4",
+        "--set",
+        "eval.calibration=[\"alg\", \"oracle\"]",
+        "--set",
+        "eval.every=4",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
+    // The quickstart's fine-tuning, from its source model's file, in bf16.
+    let source_model = full.join("models/source.safetensors");
+    let quickstart = std::fs::read_to_string(common::workspace().join("configs/quickstart.toml")).unwrap();
+    let fine_tuning = &quickstart[quickstart.find("[fine_tuning]").unwrap()..];
+    let config = format!(
+        "name = \"bf16\"\nprecision = \"bf16\"\n\n{}\n{fine_tuning}",
+        digits_target_tables().replace(
+            "[model]\n",
+            &format!("[model]\nweights = \"{}\"\n", source_model.display())
+        )
+    );
+    let config_path = temp.path().join("bf16.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mixed = temp.path().join("bf16");
+    let output = ftcal(&[
+        "run",
+        config_path.to_str().unwrap(),
+        "--out",
+        mixed.to_str().unwrap(),
+        "--set",
+        "fine_tuning.epochs=4",
+        "--set",
+        "eval.calibration=[\"alg\", \"oracle\"]",
+        "--set",
+        "eval.every=4",
+    ]);
+    assert!(output.status.success(), "{}", describe(&output));
     let saved = std::fs::read_to_string(mixed.join("config.toml")).unwrap();
     assert!(saved.contains("precision = \"bf16\""), "{saved}");
     let log = std::fs::read_to_string(mixed.join("log.txt")).unwrap();
     assert!(log.contains("in bf16 mixed precision"), "{log}");
 
-    for stage in ["source", "fine_tuning"] {
-        let (expected, got) = (epoch_losses(&full, stage), epoch_losses(&mixed, stage));
-        assert_eq!(expected.len(), got.len(), "{stage}");
-        assert_ne!(
-            expected, got,
-            "{stage}: bf16 gave float32's losses exactly; no product ran in bf16"
+    let (expected, got) = (
+        epoch_losses(&full, "fine_tuning"),
+        epoch_losses(&mixed, "fine_tuning"),
+    );
+    assert_eq!(expected.len(), 4);
+    assert_ne!(
+        expected, got,
+        "bf16 gave float32's losses exactly: no product ran in bf16"
+    );
+    for (epoch, (expected, got)) in expected.iter().zip(&got).enumerate() {
+        assert!(
+            (got - expected).abs() <= 0.02 * expected,
+            "fine-tuning epoch {epoch}: loss {got} in bf16, {expected} in float32"
         );
-        for (epoch, (expected, got)) in expected.iter().zip(&got).enumerate() {
-            let tolerance = if epoch == 0 { 0.05 } else { 0.15 };
-            assert!(
-                (got - expected).abs() <= tolerance * expected,
-                "{stage} epoch {epoch}: loss {got} in bf16, {expected} in float32"
-            );
-        }
     }
     let (full, mixed) = (summary(&full), summary(&mixed));
-    for path in [["finetuned", "acc", "S/Y"], ["finetuned", "ncm", "Y/Y"]] {
-        let (expected, got) = (number(&full, &path), number(&mixed, &path));
+    let mut paths = vec![
+        vec!["pretrained", "ncm", "Y/Y"],
+        vec!["finetuned", "ncm", "Y/Y"],
+        vec!["calibrated", "oracle", "acc", "Y/Y"],
+    ];
+    for model in [&["pretrained"][..], &["finetuned"], &["calibrated", "alg"]] {
+        for column in ["Y/Y", "S/Y", "U/Y"] {
+            paths.push([model, &["acc", column]].concat());
+        }
+    }
+    for path in &paths {
+        let (expected, got) = (number(&full, path), number(&mixed, path));
         assert!(
-            (got - expected).abs() <= 3.0,
+            (got - expected).abs() <= 1.5,
             "{}: {got} in bf16, {expected} in float32",
             path.join(".")
+        );
+    }
+    for model in ["pretrained", "finetuned"] {
+        let (expected, got) = (
+            number(&full, &[model, "ausuc"]),
+            number(&mixed, &[model, "ausuc"]),
+        );
+        assert!(
+            (got - expected).abs() <= 0.01,
+            "{model} AUSUC: {got} in bf16, {expected} in float32"
         );
     }
     for run in [&full, &mixed] {

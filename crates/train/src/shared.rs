@@ -180,8 +180,14 @@ mod tests {
         assert_eq!(source_key(&config_of("", "[5, 6]", "")), plain);
         assert_ne!(source_key(&config_of("seed = 1\n", "[0, 1, 2]", "")), plain);
         // bf16 products train another source model; float32, the default, is the key of older runs.
-        assert_ne!(source_key(&config_of("precision = \"bf16\"\n", "[0, 1, 2]", "")), plain);
-        assert_eq!(source_key(&config_of("precision = \"f32\"\n", "[0, 1, 2]", "")), plain);
+        assert_ne!(
+            source_key(&config_of("precision = \"bf16\"\n", "[0, 1, 2]", "")),
+            plain
+        );
+        assert_eq!(
+            source_key(&config_of("precision = \"f32\"\n", "[0, 1, 2]", "")),
+            plain
+        );
         assert_ne!(
             source_key(&config(
                 "[source]\nepochs = 2\nlr = 0.1\n[data.source]\nkind = \"digits2\"\ndomain = \"mnist\"\n"
