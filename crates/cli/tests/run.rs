@@ -463,22 +463,21 @@ fn epoch_losses(dir: &Path, stage: &str) -> Vec<f64> {
 #[test]
 fn bf16_mixed_precision_agrees_with_f32_on_the_quickstart() {
     let temp = tempfile::tempdir().unwrap();
+    let run = |config: &Path, dir: &Path, overrides: &[&str]| {
+        let mut args = vec!["run", config.to_str().unwrap(), "--out", dir.to_str().unwrap()];
+        let reduced = [
+            "fine_tuning.epochs=4",
+            "eval.calibration=[\"alg\", \"oracle\"]",
+            "eval.every=4",
+        ];
+        for value in reduced.iter().chain(overrides) {
+            args.extend(["--set", value]);
+        }
+        let output = ftcal(&args);
+        assert!(output.status.success(), "{}", describe(&output));
+    };
     let full = temp.path().join("f32");
-    let output = ftcal(&[
-        "run",
-        "configs/quickstart.toml",
-        "--out",
-        full.to_str().unwrap(),
-        "--set",
-        "source.epochs=3",
-        "--set",
-        "fine_tuning.epochs=4",
-        "--set",
-        "eval.calibration=[\"alg\", \"oracle\"]",
-        "--set",
-        "eval.every=4",
-    ]);
-    assert!(output.status.success(), "{}", describe(&output));
+    run(Path::new("configs/quickstart.toml"), &full, &["source.epochs=3"]);
     // The quickstart's fine-tuning, from its source model's file, in bf16.
     let source_model = full.join("models/source.safetensors");
     let quickstart = std::fs::read_to_string(common::workspace().join("configs/quickstart.toml")).unwrap();
@@ -493,19 +492,7 @@ fn bf16_mixed_precision_agrees_with_f32_on_the_quickstart() {
     let config_path = temp.path().join("bf16.toml");
     std::fs::write(&config_path, config).unwrap();
     let mixed = temp.path().join("bf16");
-    let output = ftcal(&[
-        "run",
-        config_path.to_str().unwrap(),
-        "--out",
-        mixed.to_str().unwrap(),
-        "--set",
-        "fine_tuning.epochs=4",
-        "--set",
-        "eval.calibration=[\"alg\", \"oracle\"]",
-        "--set",
-        "eval.every=4",
-    ]);
-    assert!(output.status.success(), "{}", describe(&output));
+    run(&config_path, &mixed, &[]);
     let saved = std::fs::read_to_string(mixed.join("config.toml")).unwrap();
     assert!(saved.contains("precision = \"bf16\""), "{saved}");
     let log = std::fs::read_to_string(mixed.join("log.txt")).unwrap();
