@@ -29,7 +29,13 @@ from torch import nn
 
 
 def build(name, classes):
-    """torchvision's model NAME if it has one, else timm's, with random weights."""
+    """torchvision's model NAME if it has one, else timm's, with random weights; `quickstart`: the
+    quickstart's small ResNet (configs/models/resnet_digits.toml, as scripts/bench_torch_quickstart.py)."""
+    if name == "quickstart":
+        sys.path.insert(0, str(pathlib.Path(__file__).parent))
+        from bench_torch_quickstart import build_small_resnet
+
+        return build_small_resnet(), "configs/models/resnet_digits.toml"
     import torchvision
 
     if name in torchvision.models.list_models():
@@ -56,6 +62,10 @@ def main():
     parser.add_argument("--no-tf32", action="store_true", help="no TF32 in cuDNN convolutions and matmuls")
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast (mixed precision) for the forward pass and the loss")
+    parser.add_argument("--forward-only", action="store_true",
+                        help="time the forward pass and the loss only, in eval mode under torch.no_grad()")
+    parser.add_argument("--count-flops", action="store_true",
+                        help="count one step's floating-point operations (torch.utils.flop_counter) into the record")
     parser.add_argument("--json", type=pathlib.Path, metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args()
     if args.steps < 1 or args.batch_size < 1 or args.warmup < 0:
@@ -78,7 +88,7 @@ def main():
     torch.manual_seed(args.seed)
     classes = args.classes or 1000
     model, source = build(args.model, classes)
-    model = model.to(device).train()
+    model = model.to(device).train(not args.forward_only)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, dampening=0.0)
     loss_fn = nn.CrossEntropyLoss()
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=device)
@@ -95,15 +105,34 @@ def main():
     losses = []
 
     def step(index):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            loss = loss_fn(model(images), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        if args.forward_only:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_fn(model(images), labels)
+        else:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                loss = loss_fn(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         value = loss.item()
         if value != value or value in (float("inf"), float("-inf")):
             raise SystemExit(f"step {index}: the loss is {value}")
         losses.append(value)
+
+    flops = None
+    if args.count_flops:
+        # Counted on a copy, so that the timed model starts from the same weights as ftcal's side would.
+        import copy
+        from torch.utils.flop_counter import FlopCounterMode
+
+        counted, counted_loss = copy.deepcopy(model), nn.CrossEntropyLoss()
+        with FlopCounterMode(display=False) as counter:
+            if args.forward_only:
+                with torch.no_grad():
+                    counted_loss(counted(images), labels)
+            else:
+                counted_loss(counted(images), labels).backward()
+        flops = counter.get_total_flops()
 
     warmup_start = time.perf_counter()
     for index in range(args.warmup):
@@ -140,6 +169,9 @@ def main():
             "seed": args.seed,
             "tf32": tf32,
             "precision": "bf16" if args.bf16 else "f32",
+            "forward_only": args.forward_only,
+            "threads": torch.get_num_threads() if not cuda else None,
+            "flops_per_step": flops,
             "cudnn_benchmark": cuda,
             "warmup_seconds": warmup_seconds,
             "seconds": seconds,

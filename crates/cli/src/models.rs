@@ -109,6 +109,11 @@ struct BenchTrainArgs {
     #[arg(long, value_name = "N,...", value_delimiter = ',', default_value = "1")]
     read_loss_every: Vec<usize>,
 
+    /// Time the forward pass and the loss alone, in eval mode (BatchNorm's running statistics), without
+    /// autodiff or an update: an evaluation's cost.
+    #[arg(long)]
+    forward_only: bool,
+
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -213,6 +218,8 @@ struct Training {
     images: Tensor<4>,
     labels: Tensor<1, Int>,
     lr: f64,
+    /// Time the forward pass and the loss alone, in eval mode (no autodiff, no update).
+    forward_only: bool,
 }
 
 impl Training {
@@ -221,6 +228,10 @@ impl Training {
         let model = self.model.take().context("a model between steps")?;
         let logits = model.forward(self.images.clone());
         let loss = self.loss.forward(logits, self.labels.clone());
+        if self.forward_only {
+            self.model = Some(model);
+            return Ok(loss);
+        }
         let gradients = GradientsParams::from_grads(loss.backward(), &model);
         self.model = Some(self.optimizer.step(model, gradients, &|_| self.lr));
         Ok(loss.detach())
@@ -279,7 +290,11 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         bail!("--steps and --batch-size must be at least 1");
     }
     let base = backend::device(args.backend)?;
-    let device = base.clone().autodiff();
+    let device = if args.forward_only {
+        base.clone()
+    } else {
+        base.clone().autodiff()
+    };
     device.seed(args.seed);
     let settings = ModelSettings {
         arch: args.model.clone(),
@@ -294,12 +309,16 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
     let classes = config.classes();
     let (batch, size) = (args.batch_size, args.image_size);
     let mut training = Training {
-        model: Some(config.init(&device).with_precision(args.precision)),
+        model: Some(
+            (config.init(&device).with_precision(args.precision))
+                .with_batch_norm_training(!args.forward_only),
+        ),
         optimizer: Optimizer::new(&OptimizerSettings::sgd(0.9, false, 0.0), "bench-train")?,
         loss: CrossEntropyLossConfig::new().init(&device),
         images: Tensor::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device),
         labels: Tensor::random([batch], Distribution::Uniform(0.0, classes as f64), &device),
         lr: args.lr,
+        forward_only: args.forward_only,
     };
     let on = backend::describe(args.backend, &base);
     eprintln!(
@@ -374,6 +393,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
             "framework": "ftcal (burn 0.22.1)",
             "backend": format!("{:?}", args.backend).to_lowercase(),
             "precision": format!("{:?}", args.precision).to_lowercase(),
+            "forward_only": args.forward_only,
             "device": on,
             "model": args.model,
             "batch_size": batch,

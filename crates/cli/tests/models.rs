@@ -128,6 +128,35 @@ fn bench_train_trains_and_writes_its_figures() {
         "the first phase at the top: {record:#}"
     );
 
+    // --forward-only times evaluation: no update, so the loss of the fixed batch never moves; --precision
+    // is recorded.
+    let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
+        .args(["models", "bench-train", "--model"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/resnet_digits.toml"))
+        .args(["--image-size", "32", "--batch-size", "8", "--classes", "10"])
+        .args([
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--forward-only",
+            "--precision",
+            "bf16",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(record["forward_only"], true, "{record:#}");
+    assert_eq!(record["precision"], "bf16", "{record:#}");
+    assert_eq!(record["loss_first"], record["loss_last"], "{record:#}");
+
     let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
         .args(["models", "bench-train", "--steps", "0"])
         .output()
