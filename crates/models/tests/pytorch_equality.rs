@@ -465,12 +465,9 @@ fn clones_of_a_model_share_batch_norm_statistics() {
 }
 
 /// Every float parameter's gradient, flattened, in visiting order; `None` where a parameter has none.
-struct Gradients<'a>(
-    &'a burn::tensor::Gradients,
-    Vec<Option<(burn::tensor::DType, Vec<f32>)>>,
-);
+struct ParamGradients<'a>(&'a burn::tensor::Gradients, Vec<Option<(DType, Vec<f32>)>>);
 
-impl burn::module::ModuleVisitor for Gradients<'_> {
+impl burn::module::ModuleVisitor for ParamGradients<'_> {
     fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
         let gradient = param.val().grad(self.0).map(|gradient| {
             let dtype = gradient.dtype();
@@ -555,14 +552,15 @@ fn bf16_mixed_precision_stays_within_bfloat16_rounding_of_float32() {
                 &training_device,
             );
             let grads = (logits * weights).sum().backward();
-            let mut visitor = Gradients(&grads, Vec::new());
+            let mut visitor = ParamGradients(&grads, Vec::new());
             model.visit(&mut visitor);
             visitor.1
         };
         let full = gradients(Precision::F32, false);
         let rounded_input = gradients(Precision::F32, true);
         let mixed = gradients(Precision::Bf16, false);
-        // ‖a − b‖ / ‖a‖ over every parameter's gradient at once, and over the head's alone (the last two).
+        // ‖a − b‖ / ‖a‖ over every parameter's gradient at once, and over the head's alone (the last two
+        // visited: both families declare their head last).
         let distance = |a: &[Option<(DType, Vec<f32>)>], b: &[Option<(DType, Vec<f32>)>], from: usize| {
             let (mut difference, mut norm) = (0.0f64, 0.0f64);
             for (a, b) in a[from..]
