@@ -90,27 +90,31 @@ fn a_mismatched_checkpoint_names_its_keys() {
 fn bench_train_trains_and_writes_its_figures() {
     let temp = tempfile::tempdir().unwrap();
     let json = temp.path().join("bench.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
-        .args(["models", "bench-train", "--model"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/resnet_digits.toml"))
-        .args(["--image-size", "32", "--batch-size", "8", "--classes", "10"])
-        .args([
-            "--steps",
-            "6",
-            "--warmup",
-            "1",
-            "--lr",
-            "0.05",
-            "--read-loss-every",
-            "1,4",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    // bench-train of the quickstart's model on batches of 8, with `options`; its JSON record.
+    let bench = |options: &[&str]| -> serde_json::Value {
+        let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
+            .args(["models", "bench-train", "--model"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/resnet_digits.toml"))
+            .args(["--image-size", "32", "--batch-size", "8", "--classes", "10"])
+            .args(options)
+            .arg("--json")
+            .arg(&json)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stderr}");
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+    };
+    let record = bench(&[
+        "--steps",
+        "6",
+        "--warmup",
+        "1",
+        "--lr",
+        "0.05",
+        "--read-loss-every",
+        "1,4",
+    ]);
     assert_eq!(record["steps"], 6, "{record:#}");
     assert!(record["images_per_s"].as_f64().unwrap() > 0.0, "{record:#}");
     let first = record["loss_first"].as_f64().unwrap();
@@ -130,29 +134,15 @@ fn bench_train_trains_and_writes_its_figures() {
 
     // --forward-only times evaluation: no update, so the loss of the fixed batch never moves; --precision
     // is recorded.
-    let output = Command::new(env!("CARGO_BIN_EXE_ftcal"))
-        .args(["models", "bench-train", "--model"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/models/resnet_digits.toml"))
-        .args(["--image-size", "32", "--batch-size", "8", "--classes", "10"])
-        .args([
-            "--steps",
-            "3",
-            "--warmup",
-            "1",
-            "--forward-only",
-            "--precision",
-            "bf16",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let record = bench(&[
+        "--steps",
+        "3",
+        "--warmup",
+        "1",
+        "--forward-only",
+        "--precision",
+        "bf16",
+    ]);
     assert_eq!(record["forward_only"], true, "{record:#}");
     assert_eq!(record["precision"], "bf16", "{record:#}");
     assert_eq!(record["loss_first"], record["loss_last"], "{record:#}");
