@@ -325,7 +325,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         "bench-train: {} on {on}, {}; batch {batch} of 3x{size}x{size}, {classes} classes; {} warm-up \
          and {} timed steps",
         args.model,
-        format!("{:?}", args.precision).to_lowercase(),
+        args.precision.name(),
         args.warmup,
         args.steps
     );
@@ -392,7 +392,7 @@ fn bench_train(args: &BenchTrainArgs) -> Result<()> {
         let mut record = serde_json::json!({
             "framework": "ftcal (burn 0.22.1)",
             "backend": format!("{:?}", args.backend).to_lowercase(),
-            "precision": format!("{:?}", args.precision).to_lowercase(),
+            "precision": args.precision.name(),
             "forward_only": args.forward_only,
             "device": on,
             "model": args.model,

@@ -28,6 +28,14 @@ impl Precision {
         *self == Precision::F32
     }
 
+    /// Its name as a config spells it (`f32`, `bf16`), for logs and benchmark records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
     /// `conv`'s forward pass.
     pub fn conv2d(self, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         let Precision::Bf16 = self else {
@@ -77,4 +85,17 @@ fn down<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 fn up<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     x.cast(FloatDType::F32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `name` is the config's spelling, so that logs and records name what a config would say.
+    #[test]
+    fn names_are_the_configs() {
+        for precision in [Precision::F32, Precision::Bf16] {
+            assert_eq!(serde_json::to_value(precision).unwrap(), precision.name());
+        }
+    }
 }
