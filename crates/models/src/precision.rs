@@ -6,9 +6,10 @@
 
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PaddingConfig2d};
-use burn::tensor::module::{conv2d, linear};
+use burn::tensor::module::linear;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{FloatDType, Tensor};
+use ftcal_kernels::conv2d;
 use serde::{Deserialize, Serialize};
 
 /// The dtype of a model's products: `precision =` of a run config.
@@ -36,11 +37,8 @@ impl Precision {
         }
     }
 
-    /// `conv`'s forward pass.
+    /// `conv`'s forward pass, through ftcal's kernels (batch-folded on flex, burn's elsewhere).
     pub fn conv2d(self, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-        let Precision::Bf16 = self else {
-            return conv.forward(x);
-        };
         // burn's own padding arithmetic is private; ftcal's models pad explicitly or not at all.
         let padding = match conv.padding {
             PaddingConfig2d::Valid => [(0, 0), (0, 0)],
@@ -48,6 +46,14 @@ impl Precision {
             PaddingConfig2d::Same => unreachable!("no ftcal model has a convolution with `Same` padding"),
         };
         let options = ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups);
+        let Precision::Bf16 = self else {
+            return conv2d(
+                x,
+                conv.weight.val(),
+                conv.bias.as_ref().map(|bias| bias.val()),
+                options,
+            );
+        };
         let out = conv2d(
             down(x),
             down(conv.weight.val()),

@@ -1,0 +1,148 @@
+//! The flex side of the kernels: the backend extension, its flex implementation on contiguous slices,
+//! and its autodiff implementation with a handwritten backward pass.
+
+use burn::backend::TensorMetadata;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+use crate::conv::{self, Conv2dGeometry};
+
+/// ftcal's kernels as operations of a burn backend. Only flex implements them: [`crate::conv2d`]
+/// calls them for flex tensors only, so the other backends never reach the generated dispatch.
+#[backend_extension(Flex, Autodiff)]
+pub trait Kernels: Backend {
+    /// A convolution without bias, groups 1, batch-folded.
+    fn folded_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether [`conv2d`] covers this call: float32 tensors on the flex device, ungrouped.
+pub(crate) fn runs_conv2d(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
+    options.groups == 1
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && x.device() == Device::flex()
+}
+
+/// The batch-folded convolution of `x` with `weight`, differentiable when `x` or `weight` is tracked.
+pub(crate) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::folded_conv2d(
+        x.into_dispatch(),
+        weight.into_dispatch(),
+        options,
+    ))
+}
+
+impl Kernels for Flex {
+    fn folded_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        let geometry = geometry(&x, &weight, &options);
+        let [out_height, out_width] = geometry.output();
+        let out = conv::forward(&geometry, &contiguous(&x), &contiguous(&weight));
+        let shape = [geometry.batch, geometry.channels_out, out_height, out_width];
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+}
+
+impl<C: CheckpointStrategy> Kernels for Autodiff<Flex, C> {
+    fn folded_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        match FoldedConv2dBackward
+            .prepare::<C>([x.node(), weight.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = Flex::folded_conv2d(x.into_primitive(), weight.into_primitive(), options.clone());
+                prep.finish((x_state, weight_state, options), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::folded_conv2d(
+                x.into_primitive(),
+                weight.into_primitive(),
+                options,
+            )),
+        }
+    }
+}
+
+/// The backward pass of [`Kernels::folded_conv2d`]: both gradients from one re-layout of the output's.
+#[derive(Debug)]
+struct FoldedConv2dBackward;
+
+impl Backward<Flex, 2> for FoldedConv2dBackward {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [x_node, weight_node] = ops.parents;
+        let output_grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let weight: FlexTensor = checkpointer.retrieve_node_output(weight_state);
+        let geometry = geometry(&x, &weight, &options);
+        let (input_grad, weight_grad) = conv::backward(
+            &geometry,
+            &contiguous(&x),
+            &contiguous(&weight),
+            &contiguous(&output_grad),
+            [x_node.is_some(), weight_node.is_some()],
+        );
+        if let (Some(node), Some(grad)) = (x_node, input_grad) {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(grad, x.shape())));
+        }
+        if let (Some(node), Some(grad)) = (weight_node, weight_grad) {
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(grad, weight.shape())),
+            );
+        }
+    }
+}
+
+fn geometry(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Conv2dGeometry {
+    let [batch, channels_in, height, width] = x.shape().dims();
+    let [channels_out, weight_channels_in, kernel_height, kernel_width] = weight.shape().dims();
+    assert_eq!(
+        channels_in, weight_channels_in,
+        "conv2d: input channels of x and weight"
+    );
+    Conv2dGeometry {
+        batch,
+        channels_in,
+        channels_out,
+        input: [height, width],
+        kernel: [kernel_height, kernel_width],
+        stride: options.stride,
+        padding_begin: options.padding_begin(),
+        padding_end: options.padding_end(),
+        dilation: options.dilation,
+    }
+}
+
+/// The tensor's elements in row-major order, without a copy when they already are.
+fn contiguous(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match tensor.as_slice::<f32>() {
+        Some(slice) => std::borrow::Cow::Borrowed(slice),
+        None => std::borrow::Cow::Owned(
+            tensor
+                .to_contiguous()
+                .as_slice::<f32>()
+                .expect("contiguous f32")
+                .to_vec(),
+        ),
+    }
+}
