@@ -9,10 +9,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::module::BatchNormTrainOutput;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 
+use crate::batch_norm::{self, BatchNormShape};
 use crate::conv::{self, Conv2dGeometry};
 
 /// ftcal's kernels as operations of a burn backend. Only flex implements them: [`crate::conv2d`]
@@ -25,6 +27,14 @@ pub trait Kernels: Backend {
         weight: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self>;
+
+    /// BatchNorm's training pass, fused: (output, batch mean, biased batch variance).
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
 /// Whether [`conv2d`] covers this call: float32 tensors on the flex device, ungrouped.
@@ -33,6 +43,31 @@ pub(crate) fn runs_conv2d(x: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptio
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && x.device() == Device::flex()
+}
+
+/// Whether [`batch_norm_train`] covers this call: float32 tensors on the flex device.
+pub(crate) fn runs_batch_norm(x: &Tensor<4>, gamma: &Tensor<1>) -> bool {
+    x.dtype() == DType::F32 && gamma.dtype() == DType::F32 && x.device() == Device::flex()
+}
+
+/// BatchNorm's fused training pass, differentiable in `x`, `gamma` and `beta`; the statistics detached.
+pub(crate) fn batch_norm_train(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> BatchNormTrainOutput<4> {
+    let (output, mean, variance) = Dispatch::fused_batch_norm_train(
+        x.into_dispatch(),
+        gamma.into_dispatch(),
+        beta.into_dispatch(),
+        epsilon,
+    );
+    BatchNormTrainOutput {
+        output: Tensor::from_dispatch(output),
+        mean: Tensor::from_dispatch(mean),
+        variance: Tensor::from_dispatch(variance),
+    }
 }
 
 /// The batch-folded convolution of `x` with `weight`, differentiable when `x` or `weight` is tracked.
@@ -51,6 +86,28 @@ impl Kernels for Flex {
         let out = conv::forward(&geometry, &contiguous(&x), &contiguous(&weight));
         let shape = [geometry.batch, geometry.channels_out, out_height, out_width];
         FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn fused_batch_norm_train(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        epsilon: f64,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let shape = batch_norm_shape(&x);
+        let result = batch_norm::forward(
+            &shape,
+            &contiguous(&x),
+            &contiguous(&gamma),
+            &contiguous(&beta),
+            epsilon,
+        );
+        let channels = [shape.channels];
+        (
+            FlexTensor::from_data(TensorData::new(result.output, x.shape())),
+            FlexTensor::from_data(TensorData::new(result.mean, channels)),
+            FlexTensor::from_data(TensorData::new(result.variance, channels)),
+        )
     }
 }
 
@@ -77,6 +134,96 @@ impl<C: CheckpointStrategy> Kernels for Autodiff<Flex, C> {
                 options,
             )),
         }
+    }
+    fn fused_batch_norm_train(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        // The statistics leave the graph, as burn's own batch_norm_train returns them.
+        let detached = <Self as AutodiffBackend>::from_inner;
+        match FusedBatchNormBackward
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let gamma_state = prep.checkpoint(&gamma);
+                let (output, mean, variance) = Flex::fused_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                let state = (x_state, gamma_state, mean.clone(), variance.clone(), epsilon);
+                (prep.finish(state, output), detached(mean), detached(variance))
+            }
+            OpsKind::UnTracked(prep) => {
+                let (output, mean, variance) = Flex::fused_batch_norm_train(
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                    epsilon,
+                );
+                (prep.finish(output), detached(mean), detached(variance))
+            }
+        }
+    }
+}
+
+/// The backward pass of [`Kernels::fused_batch_norm_train`]: the gradients of x, γ and β in one pass.
+#[derive(Debug)]
+struct FusedBatchNormBackward;
+
+impl Backward<Flex, 3> for FusedBatchNormBackward {
+    type State = (NodeId, NodeId, FlexTensor, FlexTensor, f64);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [x_node, gamma_node, beta_node] = ops.parents;
+        let output_grad = grads.consume::<Flex>(&ops.node);
+        let (x_state, gamma_state, mean, variance, epsilon) = ops.state;
+        let x: FlexTensor = checkpointer.retrieve_node_output(x_state);
+        let gamma: FlexTensor = checkpointer.retrieve_node_output(gamma_state);
+        let shape = batch_norm_shape(&x);
+        let result = batch_norm::backward(
+            &shape,
+            &contiguous(&x),
+            &contiguous(&gamma),
+            &contiguous(&mean),
+            &contiguous(&variance),
+            epsilon,
+            &contiguous(&output_grad),
+        );
+        let channels = [shape.channels];
+        if let Some(node) = x_node {
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(result.x, x.shape())),
+            );
+        }
+        if let Some(node) = gamma_node {
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(result.gamma, channels)),
+            );
+        }
+        if let Some(node) = beta_node {
+            grads.register::<Flex>(
+                node.id,
+                FlexTensor::from_data(TensorData::new(result.beta, channels)),
+            );
+        }
+    }
+}
+
+fn batch_norm_shape(x: &FlexTensor) -> BatchNormShape {
+    let dims = x.shape();
+    BatchNormShape {
+        batch: dims[0],
+        channels: dims[1],
+        plane: dims.iter().skip(2).product(),
     }
 }
 

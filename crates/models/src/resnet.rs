@@ -5,9 +5,10 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::module::{adaptive_avg_pool2d, batch_norm_train, max_pool2d};
+use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
+use ftcal_kernels::batch_norm_train;
 use serde::{Deserialize, Serialize};
 
 use crate::family::{Classifier, Family, param_ids};
