@@ -53,6 +53,14 @@ impl Conv2dGeometry {
         })
     }
 
+    /// Whether the im2col matrix of one image is the image itself: a 1×1 kernel, stride 1, no padding.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1]
+            && self.stride == [1, 1]
+            && self.padding_begin == [0, 0]
+            && self.padding_end == [0, 0]
+    }
+
     /// Rows of the im2col matrix: one per (input channel, kernel row, kernel column).
     fn patch_size(&self) -> usize {
         self.channels_in * self.kernel[0] * self.kernel[1]
@@ -108,7 +116,7 @@ pub fn forward(geometry: &Conv2dGeometry, x: &[f32], weight: &[f32]) -> Vec<f32>
         let mut folded = Vec::new();
         for (first, images) in plan.groups(chunk) {
             let cols = images * pixels;
-            im2col(geometry, x, first, images, &mut columns, plan.within_group());
+            let columns = image_columns(geometry, x, first, images, &mut columns, plan.within_group());
             let out = &mut out[(first - chunk * plan.chunk_images) * out_channels * pixels..]
                 [..out_channels * cols];
             // out[Co, N·P] = W[Co, K] · col[K, N·P]; one image's result is already in burn's layout.
@@ -121,7 +129,7 @@ pub fn forward(geometry: &Conv2dGeometry, x: &[f32], weight: &[f32]) -> Vec<f32>
                 target,
                 [out_channels, cols, inner],
                 Matrix::rows(weight, inner),
-                Matrix::rows(&columns, cols),
+                Matrix::rows(columns, cols),
                 plan.within_group(),
                 false,
             );
@@ -172,7 +180,15 @@ pub fn backward(
             };
             if want[0] {
                 // dcol[K, N·P] = Wᵀ[K, Co] · dY[Co, N·P], then each input pixel sums what read it.
-                let column_grad = resized(&mut columns, inner * cols);
+                let start = (first - chunk * plan.chunk_images) * image_len;
+                let target = &mut input_grad[start..][..images * image_len];
+                // A pointwise convolution's column gradient of one image is its input gradient.
+                let direct = images == 1 && geometry.is_pointwise();
+                let column_grad = if direct {
+                    &mut *target
+                } else {
+                    resized(&mut columns, inner * cols)
+                };
                 product(
                     column_grad,
                     [inner, cols, out_channels],
@@ -181,23 +197,18 @@ pub fn backward(
                     plan.within_group(),
                     false,
                 );
-                let start = (first - chunk * plan.chunk_images) * image_len;
-                col2im(
-                    geometry,
-                    &columns,
-                    &mut input_grad[start..][..images * image_len],
-                    images,
-                    plan.within_group(),
-                );
+                if !direct {
+                    col2im(geometry, &columns, target, images, plan.within_group());
+                }
             }
             if want[1] {
                 // dW[Co, K] += dY[Co, N·P] · colᵀ[N·P, K]
-                im2col(geometry, x, first, images, &mut columns, plan.within_group());
+                let columns = image_columns(geometry, x, first, images, &mut columns, plan.within_group());
                 product(
                     weight_grad,
                     [out_channels, inner, cols],
                     Matrix::rows(grad, cols),
-                    Matrix::columns(&columns, cols),
+                    Matrix::columns(columns, cols),
                     plan.within_group(),
                     true,
                 );
@@ -388,6 +399,23 @@ fn product(
             parallelism,
         );
     }
+}
+
+/// The im2col matrix of images `first..first + images`: for one image of a pointwise convolution its
+/// input itself, else built in `buffer` by [`im2col`].
+fn image_columns<'a>(
+    geometry: &Conv2dGeometry,
+    x: &'a [f32],
+    first: usize,
+    images: usize,
+    buffer: &'a mut Vec<f32>,
+    parallel: bool,
+) -> &'a [f32] {
+    if images == 1 && geometry.is_pointwise() {
+        return &x[first * geometry.input_len() / geometry.batch..][..geometry.input_len() / geometry.batch];
+    }
+    im2col(geometry, x, first, images, buffer, parallel);
+    buffer
 }
 
 /// The im2col matrix of images `first..first + images` into `columns`: row `(ci, kh, kw)`, column
