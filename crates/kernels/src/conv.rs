@@ -1,17 +1,18 @@
-//! 2-D convolution on contiguous NCHW `f32` slices, with the whole batch folded into one product.
+//! 2-D convolution on contiguous NCHW `f32` slices, with the batch folded into a few large products.
 //!
 //! burn-flex runs one product per image, which for a late ResNet layer (a 2×2 output at 64² input) is a
 //! product four columns wide, and takes the weight gradient as a transposed convolution one to nine
-//! columns wide. Here every pass is one large product over the batch (issue 16):
+//! columns wide. Here each pass is one product per group of whole images (issue 16):
 //!
-//! - forward: `Y = W · col(X)`, with `col(X)` the im2col matrix of every image side by side
-//!   (`K = Ci·Kh·Kw` rows, `N·Ho·Wo` columns);
-//! - weight gradient: `dW = dY · col(X)ᵀ`, one product whose inner dimension is the whole batch;
+//! - forward: `Y = W · col(X)`, with `col(X)` the im2col matrix of the group's images side by side
+//!   (`K = Ci·Kh·Kw` rows, one column per output pixel);
+//! - weight gradient: `dW += dY · col(X)ᵀ`, whose inner dimension is every pixel of the group;
 //! - input gradient: `dcol = Wᵀ · dY`, scattered back into the images (col2im).
 //!
-//! The products are `gemm`'s, the same crate and kernels burn-flex multiplies with, on all of rayon's
-//! threads; im2col, col2im and the layout copies are split across rayon's threads too. Every output
-//! element is summed in an order that depends on the shapes only, so results repeat run to run.
+//! A group is as many images as keep its im2col matrix within 4 MiB; the groups are split into one
+//! contiguous chunk per rayon thread, or, with fewer groups than threads, each product runs on all of
+//! them. The products are `gemm`'s, the crate and kernels burn-flex multiplies with. Every output element
+//! is summed in an order fixed by the shapes and the thread count, so results repeat run to run.
 
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
