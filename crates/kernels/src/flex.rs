@@ -17,8 +17,9 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use crate::batch_norm::{self, BatchNormShape};
 use crate::conv::{self, Conv2dGeometry};
 
-/// ftcal's kernels as operations of a burn backend. Only flex implements them: [`crate::conv2d`]
-/// calls them for flex tensors only, so the other backends never reach the generated dispatch.
+/// ftcal's kernels as operations of a burn backend. Only flex implements them: [`crate::conv2d`] and
+/// [`crate::batch_norm_train`] call them for flex tensors only, so other backends never reach the
+/// generated dispatch.
 #[backend_extension(Flex, Autodiff)]
 pub trait Kernels: Backend {
     /// A convolution without bias, groups 1, batch-folded.
