@@ -6,7 +6,9 @@
 //! case the kernel does not cover (another dtype, grouped convolutions), it is burn's own op:
 //!
 //! - [`conv2d`]: the batch folded into one product per pass ([`conv`]);
-//! - [`batch_norm_train`]: BatchNorm's training pass fused ([`batch_norm`]).
+//! - [`batch_norm_train`]: BatchNorm's training pass fused ([`batch_norm`]);
+//! - [`update_in_place`]: an optimizer's elementwise step on a parameter and its buffers, in their own
+//!   storage, multi-threaded (burn has no such op: on other backends the caller keeps its tensor ops).
 
 #[cfg(feature = "flex")]
 pub mod batch_norm;
@@ -14,6 +16,8 @@ pub mod batch_norm;
 pub mod conv;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
+pub mod in_place;
 
 use burn::tensor::Tensor;
 use burn::tensor::module::{
@@ -55,4 +59,37 @@ pub fn batch_norm_train(
         return flex::batch_norm_train(x, gamma, beta, epsilon);
     }
     burn_batch_norm_train(x, gamma, beta, epsilon)
+}
+
+/// A parameter, its gradient and its optimizer buffers (empty before the first step), all flat (rank 1).
+#[derive(Debug)]
+pub struct FlatUpdate {
+    /// The parameter.
+    pub param: Tensor<1>,
+    /// Its gradient.
+    pub grad: Tensor<1>,
+    /// The optimizer's buffers for it, in the optimizer's order; empty before its first step.
+    pub buffers: Vec<Tensor<1>>,
+}
+
+/// Runs `update(param, grad, buffers)` over aligned blocks of float32 flex tensors, in parallel, writing
+/// the parameter and the buffers in their own storage; returns them. Before the first step (no buffers
+/// given) `kept` buffers start as zeros. Anywhere else (another backend or dtype, autodiff tensors) the
+/// tensors come back untouched as `Err`, for the caller's tensor-op path.
+pub fn update_in_place<F>(
+    tensors: FlatUpdate,
+    kept: usize,
+    update: F,
+) -> Result<(Tensor<1>, Vec<Tensor<1>>), Box<FlatUpdate>>
+where
+    F: Fn(&mut [f32], &[f32], &mut [&mut [f32]]) + Sync,
+{
+    #[cfg(feature = "flex")]
+    if in_place::runs(&tensors.param, &tensors.grad, &tensors.buffers) {
+        let FlatUpdate { param, grad, buffers } = tensors;
+        return Ok(in_place::update(param, grad, buffers, kept, update));
+    }
+    #[cfg(not(feature = "flex"))]
+    let _ = (kept, update);
+    Err(Box::new(tensors))
 }

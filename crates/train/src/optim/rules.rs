@@ -2,26 +2,27 @@
 //! operation by operation, in `f32`, with the scalar coefficients computed in `f64` as Python does.
 //! `addcmul`/`addcdiv` are written `self + (value·t1)·t2` and `self + (value·t1)/t2`, `add(other, alpha)`
 //! as `self + alpha·other`. Parameters and buffers are flat (rank 1).
+//!
+//! Each rule is written once over [`Elementwise`] values: whole tensors on any backend, or, on flex, the
+//! blocks of ftcal-kernels' in-place step; the two give bit-identical results.
 
-use burn::tensor::Tensor;
-
+use super::elementwise::Elementwise;
 use super::settings::{AdaBelief, Adadelta, Adagrad, Adam, AdamW, OptimizerSettings, Rmsprop, Sgd};
-use super::state::ParamState;
 
 /// What a rule sees of one step besides the parameter and its gradient.
-struct Step {
+pub(super) struct Step<T> {
     /// The parameter's learning rate.
-    lr: f64,
+    pub(super) lr: f64,
     /// This step's number, from 1 (torch's `state["step"]` after its increment).
-    count: f64,
+    pub(super) count: f64,
     /// The buffers after the previous step, in [`OptimizerSettings::buffer_names`]' order; empty before
     /// the first.
-    previous: Vec<Tensor<1>>,
+    pub(super) previous: Vec<T>,
 }
 
-impl Step {
+impl<T: Elementwise> Step<T> {
     /// The previous buffer at `index`, or zeros like `like` before the first step.
-    fn buffer_or_zeros(&self, index: usize, like: &Tensor<1>) -> Tensor<1> {
+    fn buffer_or_zeros(&self, index: usize, like: &T) -> T {
         self.previous
             .get(index)
             .cloned()
@@ -29,38 +30,30 @@ impl Step {
     }
 }
 
-/// One parameter's update under `settings`; `state` advances by one step and keeps the new buffers.
-pub(super) fn update(
+/// One parameter's update under `settings`: the parameter after the step and the buffers to keep, in
+/// [`OptimizerSettings::buffer_names`]' order.
+pub(super) fn update<T: Elementwise>(
     settings: &OptimizerSettings,
-    lr: f64,
-    param: Tensor<1>,
-    grad: Tensor<1>,
-    state: &mut ParamState,
-) -> Tensor<1> {
-    state.step += 1;
-    let step = Step {
-        lr,
-        count: state.step as f64,
-        previous: std::mem::take(&mut state.buffers),
-    };
-    let (param, buffers) = match settings {
-        OptimizerSettings::Sgd(options) => sgd(options, &step, param, grad),
-        OptimizerSettings::Adam(options) => adam(options, &step, param, grad),
-        OptimizerSettings::Adamw(options) => adamw(options, &step, param, grad),
-        OptimizerSettings::Adagrad(options) => adagrad(options, &step, param, grad),
-        OptimizerSettings::Rmsprop(options) => rmsprop(options, &step, param, grad),
-        OptimizerSettings::Adabelief(options) => adabelief(options, &step, param, grad),
-        OptimizerSettings::Adadelta(options) => adadelta(options, &step, param, grad),
-    };
-    state.buffers = buffers;
-    param
+    step: &Step<T>,
+    param: T,
+    grad: T,
+) -> Updated<T> {
+    match settings {
+        OptimizerSettings::Sgd(options) => sgd(options, step, param, grad),
+        OptimizerSettings::Adam(options) => adam(options, step, param, grad),
+        OptimizerSettings::Adamw(options) => adamw(options, step, param, grad),
+        OptimizerSettings::Adagrad(options) => adagrad(options, step, param, grad),
+        OptimizerSettings::Rmsprop(options) => rmsprop(options, step, param, grad),
+        OptimizerSettings::Adabelief(options) => adabelief(options, step, param, grad),
+        OptimizerSettings::Adadelta(options) => adadelta(options, step, param, grad),
+    }
 }
 
 /// The parameter after the step and the buffers to keep.
-type Updated = (Tensor<1>, Vec<Tensor<1>>);
+pub(super) type Updated<T> = (T, Vec<T>);
 
 /// L2 weight decay: `grad + wd·param` (skipped at 0, as torch skips it, so that no rounding is added).
-fn l2(grad: Tensor<1>, param: &Tensor<1>, weight_decay: f64) -> Tensor<1> {
+fn l2<T: Elementwise>(grad: T, param: &T, weight_decay: f64) -> T {
     if weight_decay != 0.0 {
         grad + param.clone().mul_scalar(weight_decay)
     } else {
@@ -70,7 +63,7 @@ fn l2(grad: Tensor<1>, param: &Tensor<1>, weight_decay: f64) -> Tensor<1> {
 
 /// torch's `lerp_` with a scalar weight: `start + w·(end − start)` for w < 0.5, else
 /// `end − (1 − w)·(end − start)`, the two forms its kernel picks between for accuracy.
-fn lerp(start: Tensor<1>, end: Tensor<1>, weight: f64) -> Tensor<1> {
+fn lerp<T: Elementwise>(start: T, end: T, weight: f64) -> T {
     let difference = end.clone() - start.clone();
     if weight.abs() < 0.5 {
         start + difference.mul_scalar(weight)
@@ -80,7 +73,7 @@ fn lerp(start: Tensor<1>, end: Tensor<1>, weight: f64) -> Tensor<1> {
 }
 
 /// `torch.optim.SGD`.
-fn sgd(options: &Sgd, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn sgd<T: Elementwise>(options: &Sgd, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let mut grad = l2(grad, &param, options.weight_decay);
     let mut buffers = Vec::new();
     if options.momentum != 0.0 {
@@ -103,7 +96,7 @@ fn sgd(options: &Sgd, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated
 }
 
 /// Adam's moments and step (torch's `_single_tensor_adam`, shared by Adam and AdamW).
-fn adam_step(betas: [f64; 2], eps: f64, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn adam_step<T: Elementwise>(betas: [f64; 2], eps: f64, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let [beta1, beta2] = betas;
     let exp_avg = lerp(step.buffer_or_zeros(0, &grad), grad.clone(), 1.0 - beta1);
     let exp_avg_sq =
@@ -121,13 +114,13 @@ fn adam_step(betas: [f64; 2], eps: f64, step: &Step, param: Tensor<1>, grad: Ten
 }
 
 /// `torch.optim.Adam`: L2 weight decay on the gradient.
-fn adam(options: &Adam, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn adam<T: Elementwise>(options: &Adam, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let grad = l2(grad, &param, options.weight_decay);
     adam_step(options.betas, options.eps, step, param, grad)
 }
 
 /// `torch.optim.AdamW`: the parameter shrinks by `lr·wd` before Adam's step.
-fn adamw(options: &AdamW, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn adamw<T: Elementwise>(options: &AdamW, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let param = if options.weight_decay != 0.0 {
         param.mul_scalar(1.0 - step.lr * options.weight_decay)
     } else {
@@ -137,7 +130,7 @@ fn adamw(options: &AdamW, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Upd
 }
 
 /// `torch.optim.Adagrad`.
-fn adagrad(options: &Adagrad, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn adagrad<T: Elementwise>(options: &Adagrad, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let grad = l2(grad, &param, options.weight_decay);
     let clr = step.lr / (1.0 + (step.count - 1.0) * options.lr_decay);
     let previous =
@@ -148,7 +141,7 @@ fn adagrad(options: &Adagrad, step: &Step, param: Tensor<1>, grad: Tensor<1>) ->
 }
 
 /// `torch.optim.RMSprop`; its buffers are `square_avg`, then `momentum_buffer` and `grad_avg` when kept.
-fn rmsprop(options: &Rmsprop, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn rmsprop<T: Elementwise>(options: &Rmsprop, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let alpha = options.alpha;
     let grad = l2(grad, &param, options.weight_decay);
     let mut previous = step.previous.iter().cloned();
@@ -175,7 +168,7 @@ fn rmsprop(options: &Rmsprop, step: &Step, param: Tensor<1>, grad: Tensor<1>) ->
 }
 
 /// `torch.optim.Adadelta`.
-fn adadelta(options: &Adadelta, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn adadelta<T: Elementwise>(options: &Adadelta, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let (rho, eps) = (options.rho, options.eps);
     let grad = l2(grad, &param, options.weight_decay);
     let square_avg =
@@ -188,7 +181,7 @@ fn adadelta(options: &Adadelta, step: &Step, param: Tensor<1>, grad: Tensor<1>) 
 }
 
 /// AdaBelief as `adabelief-pytorch` 0.2.x: decoupled decay, rectified, degenerating to SGD with momentum.
-fn adabelief(options: &AdaBelief, step: &Step, param: Tensor<1>, grad: Tensor<1>) -> Updated {
+fn adabelief<T: Elementwise>(options: &AdaBelief, step: &Step<T>, param: T, grad: T) -> Updated<T> {
     let [beta1, beta2] = options.betas;
     let (eps, lr) = (options.eps, step.lr);
     // weight_decouple=True, fixed_decay=False: p *= 1 − lr·wd before anything else.
