@@ -1,5 +1,6 @@
-//! BatchNorm's training pass on contiguous NCHW `f32` slices, fused: the statistics in one read of the
-//! input per channel, the output in one write, and the backward pass in one read and one write.
+//! BatchNorm on contiguous NCHW `f32` slices, fused: in training, the statistics in one read of the
+//! input per channel, the output in one write, and the backward pass in one read and one write; in
+//! inference, one multiply-add per value, in place.
 //!
 //! burn's default (which flex keeps) re-lays the input out channel-major twice for the statistics and
 //! spends a pass per broadcast operation, forward and backward. The sums here accumulate in `f64`, per
@@ -66,13 +67,7 @@ pub fn forward(
             (mean as f32, variance as f32)
         })
         .unzip();
-    let (scale, shift): (Vec<f32>, Vec<f32>) = (0..shape.channels)
-        .map(|channel| {
-            let scale = f64::from(gamma[channel]) / (f64::from(variance[channel]) + epsilon).sqrt();
-            let shift = f64::from(beta[channel]) - f64::from(mean[channel]) * scale;
-            (scale as f32, shift as f32)
-        })
-        .unzip();
+    let (scale, shift) = scale_and_shift(gamma, beta, &mean, &variance, epsilon);
     let mut output = vec![0.0; x.len()];
     output
         .par_chunks_mut(shape.plane.max(1))
@@ -90,6 +85,53 @@ pub fn forward(
         mean,
         variance,
     }
+}
+
+/// BatchNorm in inference mode, in place: each channel normalised by the given statistics (the running
+/// ones), as one multiply-add per value, `x · scale + shift` with `scale = γ / sqrt(variance + ε)` and
+/// `shift = β − mean · scale`: PyTorch's own CPU inference kernel computes it this way, where burn's
+/// default spends a pass on each of `− mean`, `/ std`, `· γ` and `+ β`.
+pub fn inference_in_place(
+    shape: &BatchNormShape,
+    x: &mut [f32],
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f64,
+) {
+    assert_eq!(x.len(), shape.len(), "BatchNorm input's length for {shape:?}");
+    assert!(
+        [gamma, beta, mean, variance]
+            .iter()
+            .all(|values| values.len() == shape.channels),
+        "BatchNorm's γ, β, mean and variance for {shape:?}"
+    );
+    let (scale, shift) = scale_and_shift(gamma, beta, mean, variance, epsilon);
+    x.par_chunks_mut(shape.plane.max(1))
+        .enumerate()
+        .for_each(|(index, plane)| {
+            let channel = index % shape.channels;
+            let (scale, shift) = (scale[channel], shift[channel]);
+            plane.iter_mut().for_each(|value| *value = *value * scale + shift);
+        });
+}
+
+/// Each channel's `γ / sqrt(variance + ε)` and `β − mean · scale`, computed in `f64`.
+fn scale_and_shift(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    variance: &[f32],
+    epsilon: f64,
+) -> (Vec<f32>, Vec<f32>) {
+    (0..gamma.len())
+        .map(|channel| {
+            let scale = f64::from(gamma[channel]) / (f64::from(variance[channel]) + epsilon).sqrt();
+            let shift = f64::from(beta[channel]) - f64::from(mean[channel]) * scale;
+            (scale as f32, shift as f32)
+        })
+        .unzip()
 }
 
 /// What [`backward`] returns: the gradients of the input, γ and β.

@@ -51,6 +51,39 @@ pub(crate) fn runs_batch_norm(x: &Tensor<4>, gamma: &Tensor<1>) -> bool {
     x.dtype() == DType::F32 && gamma.dtype() == DType::F32 && x.device() == Device::flex()
 }
 
+/// Whether [`batch_norm_inference`] covers this call: float32 tensors on the flex device, outside
+/// autodiff (a frozen BatchNorm inside a training graph needs burn's differentiable op).
+pub(crate) fn runs_batch_norm_inference(x: &Tensor<4>, statistics: [&Tensor<1>; 4]) -> bool {
+    x.dtype() == DType::F32
+        && x.device() == Device::flex()
+        && !x.is_autodiff()
+        && statistics
+            .iter()
+            .all(|tensor| tensor.dtype() == DType::F32 && !tensor.is_autodiff())
+}
+
+/// BatchNorm's inference pass in `x`'s own storage (copied first if another tensor shares it).
+pub(crate) fn batch_norm_inference(
+    x: Tensor<4>,
+    [gamma, beta, mean, variance]: [Tensor<1>; 4],
+    epsilon: f64,
+) -> Tensor<4> {
+    let host = |tensor: Tensor<1>| {
+        tensor
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("a float32 tensor reads as f32")
+    };
+    let (gamma, beta, mean, variance) = (host(gamma), host(beta), host(mean), host(variance));
+    let mut x = x
+        .try_into_primitive::<Flex>()
+        .expect("a float32 flex tensor outside autodiff has a flex primitive");
+    let shape = batch_norm_shape(&x);
+    let values = crate::in_place::contiguous_mut(&mut x);
+    batch_norm::inference_in_place(&shape, values, &gamma, &beta, &mean, &variance, epsilon);
+    Tensor::from_primitive::<Flex>(x)
+}
+
 /// BatchNorm's fused training pass, differentiable in `x`, `gamma` and `beta`; the statistics detached.
 pub(crate) fn batch_norm_train(
     x: Tensor<4>,

@@ -87,7 +87,7 @@ where
 }
 
 /// The tensor's values, writable in its own storage (made contiguous, and unshared, first if need be).
-fn contiguous_mut(tensor: &mut FlexTensor) -> &mut [f32] {
+pub(crate) fn contiguous_mut(tensor: &mut FlexTensor) -> &mut [f32] {
     if tensor.layout().contiguous_offsets().is_none() {
         *tensor = tensor.to_contiguous();
     }

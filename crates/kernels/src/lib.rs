@@ -7,6 +7,7 @@
 //!
 //! - [`conv2d`]: the batch folded into one product per pass ([`conv`]);
 //! - [`batch_norm_train`]: BatchNorm's training pass fused ([`batch_norm`]);
+//! - [`batch_norm_inference`]: its inference pass, one multiply-add per value, in place;
 //! - [`update_in_place`]: an optimizer's elementwise step on a parameter and its buffers, in their own
 //!   storage, multi-threaded (burn has no such op: on other backends the caller keeps its tensor ops).
 
@@ -21,7 +22,8 @@ pub mod in_place;
 
 use burn::tensor::Tensor;
 use burn::tensor::module::{
-    BatchNormTrainOutput, batch_norm_train as burn_batch_norm_train, conv2d as burn_conv2d,
+    BatchNormTrainOutput, batch_norm as burn_batch_norm, batch_norm_train as burn_batch_norm_train,
+    conv2d as burn_conv2d,
 };
 use burn::tensor::ops::ConvOptions;
 
@@ -59,6 +61,24 @@ pub fn batch_norm_train(
         return flex::batch_norm_train(x, gamma, beta, epsilon);
     }
     burn_batch_norm_train(x, gamma, beta, epsilon)
+}
+
+/// BatchNorm with given statistics as burn's [`burn::tensor::module::batch_norm`] (running statistics,
+/// for inference); on flex outside autodiff, one multiply-add per value in `x`'s own storage, as
+/// PyTorch's CPU kernel computes it.
+pub fn batch_norm_inference(
+    x: Tensor<4>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    mean: Tensor<1>,
+    variance: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if flex::runs_batch_norm_inference(&x, [&gamma, &beta, &mean, &variance]) {
+        return flex::batch_norm_inference(x, [gamma, beta, mean, variance], epsilon);
+    }
+    burn_batch_norm(x, gamma, beta, mean, variance, epsilon)
 }
 
 /// A parameter, its gradient and its optimizer buffers (empty before the first step), all flat (rank 1).

@@ -1,10 +1,10 @@
 //! ftcal's fused BatchNorm training pass against burn's own on flex: output, statistics and the
 //! gradients of x, γ and β on random shapes (batch 1, 1×1 planes, odd sizes), and against finite
-//! differences.
+//! differences; its inference pass against burn's, in place without touching a shared input.
 
-use burn::tensor::module::batch_norm_train as burn_batch_norm_train;
+use burn::tensor::module::{batch_norm as burn_batch_norm, batch_norm_train as burn_batch_norm_train};
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
-use ftcal_kernels::batch_norm_train;
+use ftcal_kernels::{batch_norm_inference, batch_norm_train};
 use proptest::prelude::*;
 
 type BatchNorm = fn(Tensor<4>, Tensor<1>, Tensor<1>, f64) -> burn::tensor::module::BatchNormTrainOutput<4>;
@@ -63,6 +63,26 @@ proptest! {
             for (index, (a, b)) in ours.iter().zip(theirs).enumerate() {
                 prop_assert!((a - b).abs() <= 2e-4 * (1.0 + b.abs()), "{}[{}]: ftcal {}, burn {}", what, index, a, b);
             }
+        }
+    }
+
+    #[test]
+    fn inference_matches_burns_and_leaves_a_shared_input_alone(batch in 1usize..5, channels in 1usize..6, height in 1usize..6, width in 1usize..6) {
+        let shape = vec![batch, channels, height, width];
+        let device = Device::flex();
+        let x = Tensor::<4>::from_data(random(shape, 0.5), &device);
+        let statistics = [random(vec![channels], 1.0), random(vec![channels], 0.0), random(vec![channels], 0.5)];
+        let [gamma, beta, mean] = statistics.map(|values| Tensor::<1>::from_data(values, &device));
+        let variance = Tensor::<1>::from_data(random(vec![channels], 0.0), &device).abs();
+        let theirs = burn_batch_norm(x.clone(), gamma.clone(), beta.clone(), mean.clone(), variance.clone(), 1e-5);
+        let held = x.to_data();
+        let ours = batch_norm_inference(x.clone(), gamma, beta, mean, variance, 1e-5);
+        prop_assert_eq!(x.to_data(), held, "the input another tensor holds changed");
+        let (ours, theirs) = (ours.to_data().try_to_vec::<f32>().unwrap(), theirs.to_data().try_to_vec::<f32>().unwrap());
+        // burn divides by the standard deviation; the fused pass multiplies by γ / std, as PyTorch does.
+        let scale = theirs.iter().fold(1.0f32, |largest, value| largest.max(value.abs()));
+        for (index, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+            prop_assert!((a - b).abs() <= 1e-5 * scale, "output[{}]: ftcal {}, burn {}", index, a, b);
         }
     }
 }

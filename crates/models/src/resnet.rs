@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::{adaptive_avg_pool2d, max_pool2d};
 use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
-use ftcal_kernels::batch_norm_train;
+use ftcal_kernels::{batch_norm_inference, batch_norm_train};
 use serde::{Deserialize, Serialize};
 
 use crate::family::{Classifier, Family, param_ids};
@@ -489,10 +489,18 @@ impl TimmWeights for ResNet {
 
 /// BatchNorm as PyTorch's: in training mode the running variance is updated with the *unbiased* batch
 /// variance (n / (n − 1) over the n = B·H·W values of a channel), where burn's own layer uses the biased
-/// one; otherwise it is burn's layer unchanged.
+/// one; otherwise it is burn's inference pass (fused on flex: ftcal-kernels).
 pub fn batch_norm(norm: &BatchNorm, x: Tensor<4>) -> Tensor<4> {
     if !(x.device().is_autodiff() && norm.training.is_enabled()) {
-        return norm.forward(x);
+        let device = x.device();
+        return batch_norm_inference(
+            x,
+            norm.gamma.val(),
+            norm.beta.val(),
+            norm.running_mean.value().to_device(&device),
+            norm.running_var.value().to_device(&device),
+            norm.epsilon,
+        );
     }
     let [batch, _, height, width] = x.dims();
     let count = (batch * height * width) as f64;
