@@ -49,6 +49,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    ftcal_kernels::allocator::retain_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(&args),

@@ -9,8 +9,11 @@
 //! - [`batch_norm_train`]: BatchNorm's training pass fused ([`batch_norm`]);
 //! - [`batch_norm_inference`]: its inference pass, one multiply-add per value, in place;
 //! - [`update_in_place`]: an optimizer's elementwise step on a parameter and its buffers, in their own
-//!   storage, multi-threaded (burn has no such op: on other backends the caller keeps its tensor ops).
+//!   storage, multi-threaded (burn has no such op: on other backends the caller keeps its tensor ops);
+//! - [`allocator::retain_freed_memory`]: glibc's malloc set to reuse freed tensor buffers rather than
+//!   fault fresh zeroed pages in every step.
 
+pub mod allocator;
 #[cfg(feature = "flex")]
 pub mod batch_norm;
 #[cfg(feature = "flex")]
