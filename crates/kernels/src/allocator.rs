@@ -17,11 +17,14 @@ const TRIM_THRESHOLD: i32 = 1 << 30;
 /// which then win). Call it once at the start of a program; returns whether it changed the settings.
 /// Elsewhere than Linux with glibc it does nothing.
 pub fn retain_freed_memory() -> bool {
-    let set_by_environment = std::env::var("GLIBC_TUNABLES")
-        .is_ok_and(|value| value.contains("glibc.malloc."))
+    !set_by_environment() && set_thresholds()
+}
+
+/// Whether the environment sets malloc's thresholds itself.
+pub fn set_by_environment() -> bool {
+    std::env::var("GLIBC_TUNABLES").is_ok_and(|value| value.contains("glibc.malloc."))
         || std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
-        || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some();
-    !set_by_environment && set_thresholds()
+        || std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_some()
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
