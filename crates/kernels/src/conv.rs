@@ -14,6 +14,8 @@
 //! them. The products are `gemm`'s, the crate and kernels burn-flex multiplies with. Every output element
 //! is summed in an order fixed by the shapes and the thread count, so results repeat run to run.
 
+use std::cell::Cell;
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -113,8 +115,7 @@ pub fn forward(geometry: &Conv2dGeometry, x: &[f32], weight: &[f32]) -> Vec<f32>
     let mut out = vec![0.0; geometry.output_len()];
     let chunk_len = plan.chunk_images * out_channels * pixels;
     for_each_chunk(&mut out, chunk_len, plan.across_chunks(), |chunk, out| {
-        let mut columns = Vec::new();
-        let mut folded = Vec::new();
+        let [mut columns, mut folded] = SCRATCH.take();
         for (first, images) in plan.groups(chunk) {
             let cols = images * pixels;
             let columns = image_columns(geometry, x, first, images, &mut columns, plan.within_group());
@@ -135,9 +136,10 @@ pub fn forward(geometry: &Conv2dGeometry, x: &[f32], weight: &[f32]) -> Vec<f32>
                 false,
             );
             if images > 1 {
-                unfold(&folded, out, images, pixels);
+                unfold(&folded[..out_channels * cols], out, images, pixels);
             }
         }
+        SCRATCH.set([columns, folded]);
     });
     out
 }
@@ -169,15 +171,16 @@ pub fn backward(
     // the same order whichever thread runs which chunk.
     let mut partials = vec![vec![0.0; if want[1] { geometry.weight_len() } else { 0 }]; plan.chunks()];
     let work = |chunk: usize, input_grad: &mut [f32], weight_grad: &mut [f32]| {
-        let (mut folded, mut columns) = (Vec::new(), Vec::new());
+        let [mut columns, mut folded] = SCRATCH.take();
         for (first, images) in plan.groups(chunk) {
             let cols = images * pixels;
             let grad = &output_grad[first * out_channels * pixels..][..out_channels * cols];
             let grad: &[f32] = if images == 1 {
                 grad
             } else {
-                fold(grad, resized(&mut folded, out_channels * cols), images, pixels);
-                &folded
+                let folded = resized(&mut folded, out_channels * cols);
+                fold(grad, folded, images, pixels);
+                folded
             };
             if want[0] {
                 // dcol[K, N·P] = Wᵀ[K, Co] · dY[Co, N·P], then each input pixel sums what read it.
@@ -199,7 +202,13 @@ pub fn backward(
                     false,
                 );
                 if !direct {
-                    col2im(geometry, &columns, target, images, plan.within_group());
+                    col2im(
+                        geometry,
+                        &columns[..inner * cols],
+                        target,
+                        images,
+                        plan.within_group(),
+                    );
                 }
             }
             if want[1] {
@@ -215,6 +224,7 @@ pub fn backward(
                 );
             }
         }
+        SCRATCH.set([columns, folded]);
     };
     let input_chunk = if want[0] { plan.chunk_images * image_len } else { 0 };
     if plan.across_chunks() {
@@ -317,9 +327,18 @@ fn for_each_chunk(data: &mut [f32], len: usize, parallel: bool, work: impl Fn(us
     }
 }
 
-/// `buffer` as `len` elements, reusing its allocation.
+thread_local! {
+    /// Each thread's im2col and fold matrices, kept from one call to the next: a fresh matrix per call
+    /// was zeroed before being overwritten, 2 % of the quickstart model's step. Taken, not borrowed, so
+    /// that a call nested inside another (rayon work-stealing during a product) makes its own.
+    static SCRATCH: Cell<[Vec<f32>; 2]> = const { Cell::new([Vec::new(), Vec::new()]) };
+}
+
+/// `buffer`'s first `len` elements, grown (with zeros) if it is shorter; every caller overwrites them.
 fn resized(buffer: &mut Vec<f32>, len: usize) -> &mut [f32] {
-    buffer.resize(len, 0.0);
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
     &mut buffer[..len]
 }
 
@@ -415,20 +434,19 @@ fn image_columns<'a>(
     if images == 1 && geometry.is_pointwise() {
         return &x[first * geometry.input_len() / geometry.batch..][..geometry.input_len() / geometry.batch];
     }
-    im2col(geometry, x, first, images, buffer, parallel);
-    buffer
+    im2col(geometry, x, first, images, buffer, parallel)
 }
 
 /// The im2col matrix of images `first..first + images` into `columns`: row `(ci, kh, kw)`, column
 /// `(n, oh, ow)`, zero where the kernel reads padding.
-fn im2col(
+fn im2col<'a>(
     geometry: &Conv2dGeometry,
     x: &[f32],
     first: usize,
     images: usize,
-    columns: &mut Vec<f32>,
+    columns: &'a mut Vec<f32>,
     parallel: bool,
-) {
+) -> &'a [f32] {
     let [out_height, out_width] = geometry.output();
     let [height, width] = geometry.input;
     let [kernel_height, kernel_width] = geometry.kernel;
@@ -450,6 +468,7 @@ fn im2col(
             }
         }
     });
+    columns
 }
 
 /// One output row of im2col: `out[ow] = source[ow·stride + tap·dilation − padding]`, 0 outside.
