@@ -454,8 +454,21 @@ fn im2col<'a>(
     let plane = height * width;
     let cols = images * pixels;
     let columns = resized(columns, geometry.patch_size() * cols);
+    let taps = kernel_height * kernel_width;
+    if let Some(offsets) = TapOffsets::for_narrow(geometry) {
+        for_each_chunk(columns, cols, parallel, |row, out| {
+            let (channel, offsets) = (row / taps, offsets.of(row % taps));
+            for (image, out) in out.chunks_exact_mut(pixels).enumerate() {
+                let source = &x[((first + image) * geometry.channels_in + channel) * plane..][..plane];
+                for (value, &offset) in out.iter_mut().zip(offsets) {
+                    *value = source.get(offset as usize).copied().unwrap_or(0.0);
+                }
+            }
+        });
+        return columns;
+    }
     for_each_chunk(columns, cols, parallel, |row, out| {
-        let channel = row / (kernel_height * kernel_width);
+        let channel = row / taps;
         let tap_row = row / kernel_width % kernel_height;
         let tap_column = row % kernel_width;
         for (image, out) in out.chunks_exact_mut(pixels).enumerate() {
@@ -471,24 +484,68 @@ fn im2col<'a>(
     columns
 }
 
+/// Below this output width, im2col and col2im go by [`TapOffsets`]: their rows are too short for a copy
+/// call each (ResNet-18 at 64² ends at 2×2 planes, where row copies were a third of a step's im2col).
+const NARROW: usize = 32;
+
+/// Marks an output pixel whose kernel tap reads padding: past the end of any plane.
+const PADDING: u32 = u32::MAX;
+
+/// For each kernel tap `(kh, kw)` and output pixel `(oh, ow)`, the input pixel it reads, as an offset
+/// in its plane, or [`PADDING`]: im2col and col2im as one gather or scatter loop per tap, for any stride,
+/// padding and dilation.
+struct TapOffsets {
+    pixels: usize,
+    offsets: Vec<u32>,
+}
+
+impl TapOffsets {
+    /// The offsets, for a geometry whose rows are narrow or strided; `None` for wide stride-1 rows,
+    /// which copy faster as runs.
+    fn for_narrow(geometry: &Conv2dGeometry) -> Option<Self> {
+        let [out_height, out_width] = geometry.output();
+        if geometry.stride[1] == 1 && out_width >= NARROW {
+            return None;
+        }
+        let [kernel_height, kernel_width] = geometry.kernel;
+        let mut offsets = Vec::with_capacity(kernel_height * kernel_width * out_height * out_width);
+        for tap_row in 0..kernel_height {
+            for tap_column in 0..kernel_width {
+                for out_row in 0..out_height {
+                    let in_row = geometry.source(0, out_row, tap_row);
+                    offsets.extend((0..out_width).map(|out_column| {
+                        match (in_row, geometry.source(1, out_column, tap_column)) {
+                            (Some(in_row), Some(in_column)) => {
+                                (in_row * geometry.input[1] + in_column) as u32
+                            }
+                            _ => PADDING,
+                        }
+                    }));
+                }
+            }
+        }
+        Some(Self {
+            pixels: out_height * out_width,
+            offsets,
+        })
+    }
+
+    /// Tap `tap`'s offsets, one per output pixel.
+    fn of(&self, tap: usize) -> &[u32] {
+        &self.offsets[tap * self.pixels..][..self.pixels]
+    }
+}
+
 /// One output row of im2col: `out[ow] = source[ow·stride + tap·dilation − padding]`, 0 outside.
 #[inline]
 fn gather_row(geometry: &Conv2dGeometry, source: &[f32], out: &mut [f32], tap: usize) {
-    if geometry.stride[1] == 1 {
-        // A contiguous run of the source row between two stretches of padding.
-        let (first, last) = valid_run(geometry, out.len(), tap);
-        out[..first].fill(0.0);
-        out[last..].fill(0.0);
-        if first < last {
-            let start = first + tap * geometry.dilation[1] - geometry.padding_begin[1];
-            out[first..last].copy_from_slice(&source[start..start + (last - first)]);
-        }
-        return;
-    }
-    for (out_column, value) in out.iter_mut().enumerate() {
-        *value = geometry
-            .source(1, out_column, tap)
-            .map_or(0.0, |in_column| source[in_column]);
+    // A contiguous run of the source row between two stretches of padding.
+    let (first, last) = valid_run(geometry, out.len(), tap);
+    out[..first].fill(0.0);
+    out[last..].fill(0.0);
+    if first < last {
+        let start = first + tap * geometry.dilation[1] - geometry.padding_begin[1];
+        out[first..last].copy_from_slice(&source[start..start + (last - first)]);
     }
 }
 
@@ -519,20 +576,29 @@ fn col2im(
     let cols = images * pixels;
     // One task per (image, input channel) plane: the rows it reads are its channel's, so no two tasks
     // write the same element and each element's sum runs in (kh, kw, oh, ow) order.
+    let taps = kernel_height * kernel_width;
+    let offsets = TapOffsets::for_narrow(geometry);
     for_each_chunk(input_grad, plane, parallel, |index, target| {
         let (image, channel) = (index / geometry.channels_in, index % geometry.channels_in);
         target.fill(0.0);
-        for tap_row in 0..kernel_height {
-            for tap_column in 0..kernel_width {
-                let row = (channel * kernel_height + tap_row) * kernel_width + tap_column;
-                let source = &column_grad[row * cols + image * pixels..][..pixels];
-                for (out_row, source) in source.chunks_exact(out_width).enumerate() {
-                    let Some(in_row) = geometry.source(0, out_row, tap_row) else {
-                        continue;
-                    };
-                    let target = &mut target[in_row * width..][..width];
-                    scatter_row(geometry, source, target, tap_column);
+        for tap in 0..taps {
+            let row = channel * taps + tap;
+            let source = &column_grad[row * cols + image * pixels..][..pixels];
+            if let Some(offsets) = &offsets {
+                for (value, &offset) in source.iter().zip(offsets.of(tap)) {
+                    if let Some(target) = target.get_mut(offset as usize) {
+                        *target += value;
+                    }
                 }
+                continue;
+            }
+            let (tap_row, tap_column) = (tap / kernel_width, tap % kernel_width);
+            for (out_row, source) in source.chunks_exact(out_width).enumerate() {
+                let Some(in_row) = geometry.source(0, out_row, tap_row) else {
+                    continue;
+                };
+                let target = &mut target[in_row * width..][..width];
+                scatter_row(geometry, source, target, tap_column);
             }
         }
     });
@@ -540,22 +606,14 @@ fn col2im(
 
 #[inline]
 fn scatter_row(geometry: &Conv2dGeometry, source: &[f32], target: &mut [f32], tap: usize) {
-    if geometry.stride[1] == 1 {
-        let (first, last) = valid_run(geometry, source.len(), tap);
-        if first < last {
-            let start = first + tap * geometry.dilation[1] - geometry.padding_begin[1];
-            for (target, source) in target[start..start + (last - first)]
-                .iter_mut()
-                .zip(&source[first..last])
-            {
-                *target += source;
-            }
-        }
-        return;
-    }
-    for (out_column, value) in source.iter().enumerate() {
-        if let Some(in_column) = geometry.source(1, out_column, tap) {
-            target[in_column] += value;
+    let (first, last) = valid_run(geometry, source.len(), tap);
+    if first < last {
+        let start = first + tap * geometry.dilation[1] - geometry.padding_begin[1];
+        for (target, source) in target[start..start + (last - first)]
+            .iter_mut()
+            .zip(&source[first..last])
+        {
+            *target += source;
         }
     }
 }

@@ -1,5 +1,6 @@
 //! ftcal's batch-folded convolution against burn's own on flex: the output and both gradients, on
-//! random shapes (odd sizes, stride 2, asymmetric padding, dilation, batch 1, 1×1 and 7×7 kernels), and
+//! random shapes (odd sizes, stride 2, asymmetric padding, dilation, batch 1, 1×1 and 7×7 kernels; rows
+//! narrower and wider than the 32 columns where im2col switches from per-tap offsets to row copies), and
 //! the gradients against finite differences.
 
 use burn::tensor::module::conv2d as burn_conv2d;
@@ -28,7 +29,7 @@ fn cases() -> impl Strategy<Value = Case> {
         [1usize..3, 1usize..3],
         [(0usize..3, 0usize..3), (0usize..3, 0usize..3)],
         [1usize..3, 1usize..3],
-        [3usize..12, 3usize..12],
+        [3usize..12, 3usize..44],
         any::<bool>(),
     )
         .prop_map(
@@ -215,6 +216,29 @@ fn pointwise_convolutions_match_burns() {
             input: [size, size + 2],
             kernel: [1, 1],
             options: ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            bias: false,
+        };
+        let operands = operands(&case, &Device::flex());
+        let ours = run(conv2d, &operands, &case.options);
+        let theirs = run(burn_conv2d, &operands, &case.options);
+        for ((ours, theirs), what) in ours.iter().zip(&theirs).zip(["output", "dx", "dweight"]) {
+            assert_close(ours, theirs, what, &case);
+        }
+    }
+}
+
+/// Stride-1 rows of 32 output columns and more, which im2col and col2im copy as runs between the
+/// padding (narrower or strided rows go by per-tap offsets), with padding and dilation on both sides.
+#[test]
+fn wide_rows_match_burns() {
+    for (padding, dilation) in [([(1, 1), (1, 1)], [1, 1]), ([(2, 0), (0, 3)], [2, 2])] {
+        let case = Case {
+            batch: 3,
+            channels_in: 2,
+            channels_out: 3,
+            input: [9, 40],
+            kernel: [3, 3],
+            options: ConvOptions::new_with_padding([1, 1], padding, dilation, 1),
             bias: false,
         };
         let operands = operands(&case, &Device::flex());
