@@ -129,6 +129,7 @@ pub fn forward(geometry: &Conv2dGeometry, x: &[f32], weight: &[f32]) -> Vec<f32>
             };
             product(
                 target,
+                Layout::RowMajor,
                 [out_channels, cols, inner],
                 Matrix::rows(weight, inner),
                 Matrix::rows(columns, cols),
@@ -167,8 +168,17 @@ pub fn backward(
     );
     let image_len = geometry.channels_in * geometry.input[0] * geometry.input[1];
     let mut input_grad = vec![0.0; if want[0] { geometry.input_len() } else { 0 }];
-    // One partial weight gradient per chunk, summed in chunk order at the end: the same additions in
-    // the same order whichever thread runs which chunk.
+    // Kept column-major, dW makes gemm pack dY rather than the K/Co times larger im2col matrix (11 % of
+    // the quickstart model's step), at the cost of one transpose of dW at the end: worth it where the
+    // batch's pixels far outnumber the output channels (early layers), not in a late layer of a few
+    // pixels and hundreds of channels.
+    let weight_layout = if geometry.columns() >= TRANSPOSED_WEIGHT_GRAD * out_channels {
+        Layout::ColumnMajor
+    } else {
+        Layout::RowMajor
+    };
+    // One partial weight gradient per chunk, summed in chunk order at the end: the same additions in the
+    // same order whichever thread runs which chunk.
     let mut partials = vec![vec![0.0; if want[1] { geometry.weight_len() } else { 0 }]; plan.chunks()];
     let work = |chunk: usize, input_grad: &mut [f32], weight_grad: &mut [f32]| {
         let [mut columns, mut folded] = SCRATCH.take();
@@ -195,6 +205,7 @@ pub fn backward(
                 };
                 product(
                     column_grad,
+                    Layout::RowMajor,
                     [inner, cols, out_channels],
                     Matrix::columns(weight, inner),
                     Matrix::rows(grad, cols),
@@ -216,6 +227,7 @@ pub fn backward(
                 let columns = image_columns(geometry, x, first, images, &mut columns, plan.within_group());
                 product(
                     weight_grad,
+                    weight_layout,
                     [out_channels, inner, cols],
                     Matrix::rows(grad, cols),
                     Matrix::columns(columns, cols),
@@ -250,9 +262,32 @@ pub fn backward(
                 .zip(&partial)
                 .for_each(|(sum, value)| *sum += value);
         }
-        sum
+        match weight_layout {
+            Layout::RowMajor => sum,
+            Layout::ColumnMajor => transposed(&sum, inner, out_channels),
+        }
     });
     (want[0].then_some(input_grad), weight_grad)
+}
+
+/// Pixels of the batch per output channel from which the weight gradient is taken column-major.
+const TRANSPOSED_WEIGHT_GRAD: usize = 8;
+
+/// The `[columns, rows]` row-major transpose of the `[rows, columns]` row-major `matrix`, by tiles that
+/// stay in L1 on both sides.
+fn transposed(matrix: &[f32], rows: usize, columns: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    let mut out = vec![0.0; matrix.len()];
+    for row_start in (0..rows).step_by(TILE) {
+        for column_start in (0..columns).step_by(TILE) {
+            for row in row_start..(row_start + TILE).min(rows) {
+                for column in column_start..(column_start + TILE).min(columns) {
+                    out[column * rows + row] = matrix[row * columns + column];
+                }
+            }
+        }
+    }
+    out
 }
 
 /// How a convolution's batch is split: into contiguous chunks of images, one per thread, and each chunk
@@ -375,9 +410,21 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, `dst` row-major, on all of rayon's threads when `parallel`.
+/// How a product's destination is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    RowMajor,
+    ColumnMajor,
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, on all of rayon's threads when `parallel`.
+///
+/// gemm keeps the destination's columns contiguous in its micro-kernels, transposing the problem when
+/// `dst` is row-major, and copies ("packs") whichever operand then has non-contiguous columns. So the
+/// layout of `dst` chooses which operand is packed.
 fn product(
     dst: &mut [f32],
+    dst_layout: Layout,
     [m, n, k]: [usize; 3],
     lhs: Matrix,
     rhs: Matrix,
@@ -394,16 +441,20 @@ fn product(
     } else {
         Parallelism::None
     };
+    let (dst_row_stride, dst_column_stride) = match dst_layout {
+        Layout::RowMajor => (n as isize, 1),
+        Layout::ColumnMajor => (1, m as isize),
+    };
     // SAFETY: the three matrices lie inside their slices (asserted above: a Matrix is either row-major
-    // over its whole slice or its transpose) and `dst` is not aliased.
+    // over its whole slice or its transpose, and so is `dst`) and `dst` is not aliased.
     unsafe {
         gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_column_stride,
+            dst_row_stride,
             accumulate,
             lhs.data.as_ptr(),
             lhs.column_stride,
