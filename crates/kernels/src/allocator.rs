@@ -2,9 +2,9 @@
 //! dynamically, up to 32 MiB) with its own `mmap` and returns it at `free`, and it gives the top of
 //! the heap back to the system beyond 128 KiB free. A training step frees and reallocates the same
 //! activation and gradient buffers every step, so every step faulted them in again, and the kernel
-//! zeroed each page first: 11 % of a ViT-S/16 step and 17 % of the quickstart model's went to
-//! `clear_page` and page faults (BENCHMARKS.md). With both thresholds fixed high, the freed buffers stay
-//! in the heap and the next step reuses them.
+//! zeroed each page first: 11 % of a ViT-S/16 step went to `clear_page` and page faults, and the
+//! quickstart model's step is 8–17 % faster without them (BENCHMARKS.md). With both thresholds fixed
+//! high, the freed buffers stay in the heap and the next step reuses them.
 
 /// The largest allocation served from the heap rather than its own mapping: glibc's ceiling.
 const MMAP_THRESHOLD: i32 = 32 << 20;
