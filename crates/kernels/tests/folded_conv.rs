@@ -126,17 +126,23 @@ fn assert_close(ours: &TensorData, theirs: &TensorData, what: &str, case: &Case)
     }
 }
 
+/// ftcal's output and gradients (x, weight, and bias when there is one) against burn's, on `case`.
+fn assert_matches_burns(case: &Case) {
+    let operands = operands(case, &Device::flex());
+    let ours = run(conv2d, &operands, &case.options);
+    let theirs = run(burn_conv2d, &operands, &case.options);
+    assert_eq!(ours.len(), theirs.len());
+    for ((ours, theirs), what) in ours.iter().zip(&theirs).zip(["output", "dx", "dweight", "dbias"]) {
+        assert_close(ours, theirs, what, case);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
     fn matches_burns_convolution_and_its_gradients(case in cases()) {
-        let operands = operands(&case, &Device::flex());
-        let ours = run(conv2d, &operands, &case.options);
-        let theirs = run(burn_conv2d, &operands, &case.options);
-        for ((ours, theirs), what) in ours.iter().zip(&theirs).zip(["output", "dx", "dweight", "dbias"]) {
-            assert_close(ours, theirs, what, &case);
-        }
+        assert_matches_burns(&case);
     }
 }
 
@@ -218,12 +224,7 @@ fn pointwise_convolutions_match_burns() {
             options: ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
             bias: false,
         };
-        let operands = operands(&case, &Device::flex());
-        let ours = run(conv2d, &operands, &case.options);
-        let theirs = run(burn_conv2d, &operands, &case.options);
-        for ((ours, theirs), what) in ours.iter().zip(&theirs).zip(["output", "dx", "dweight"]) {
-            assert_close(ours, theirs, what, &case);
-        }
+        assert_matches_burns(&case);
     }
 }
 
@@ -241,11 +242,6 @@ fn wide_rows_match_burns() {
             options: ConvOptions::new_with_padding([1, 1], padding, dilation, 1),
             bias: false,
         };
-        let operands = operands(&case, &Device::flex());
-        let ours = run(conv2d, &operands, &case.options);
-        let theirs = run(burn_conv2d, &operands, &case.options);
-        for ((ours, theirs), what) in ours.iter().zip(&theirs).zip(["output", "dx", "dweight"]) {
-            assert_close(ours, theirs, what, &case);
-        }
+        assert_matches_burns(&case);
     }
 }
